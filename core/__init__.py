@@ -1,0 +1,1 @@
+"""rstq durable core: log, partition processor, invoker, ingress, admin, server."""
