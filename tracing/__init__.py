@@ -1,0 +1,1 @@
+"""rstq.tracing"""

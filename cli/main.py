@@ -1,0 +1,62 @@
+"""The `rstq` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import click
+
+from rstq.core.log.api import FsyncPolicy
+
+
+@click.group()
+@click.version_option("0.1.0", prog_name="rstq")
+def main() -> None:
+    """rstq: durable execution with a SQL-queryable state store."""
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./rstq-data"),
+              show_default=True, help="Embedded local storage.")
+@click.option("--partitions", type=int, default=None,
+              help="Partition count, fixed when the data dir is created (default 8).")
+@click.option("--fsync", type=click.Choice(["batch", "none"]), default="batch",
+              show_default=True,
+              help="batch: acknowledge appends after fsync. none: UNSAFE, tests/benchmarks only.")
+@click.option("--snapshot-every", type=int, default=20_000, show_default=True,
+              help="Applied commands between partition snapshots.")
+@click.option("--log-level", default="info", show_default=True)
+def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: int,
+           log_level: str) -> None:
+    """Run the server on DATA_DIR until SIGTERM/SIGINT (clean shutdown: flush, fsync, close)."""
+    from rstq.core.server import Server, ServerConfig
+
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if fsync == "none":
+        logging.warning("--fsync none: acknowledged writes can be lost on a crash (UNSAFE)")
+    cfg = ServerConfig(data_dir=data_dir, partitions=partitions, fsync=FsyncPolicy(fsync),
+                       snapshot_every=snapshot_every)
+
+    async def run() -> None:
+        srv = Server(cfg)
+        await srv.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        click.echo(f"rstq server ready: data dir {data_dir} ({srv.partitions} partitions)",
+                   err=True)
+        await stop.wait()
+        click.echo("rstq server stopping", err=True)
+        await srv.stop()
+        click.echo("rstq server stopped cleanly", err=True)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

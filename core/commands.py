@@ -1,0 +1,268 @@
+"""Log commands: every state change of a partition, in a compact versioned binary encoding.
+
+A record's payload is msgpack `[FORMAT_VERSION, code, ts_ms, [field values...]]`. Fields are
+positional, in declaration order; a later format may only append fields with defaults, so old
+records still decode. `ts_ms` is the proposer's clock reading, carried in the record so that
+`apply` never reads a clock itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import msgpack
+
+FORMAT_VERSION = 1
+
+
+class CommandDecodeError(ValueError):
+    """A log payload that is not a command of a known format."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invoke:
+    """Create an invocation (from ingress, a call, a one-way or delayed send)."""
+
+    CODE: ClassVar[int] = 1
+    invocation_id: str
+    service: str
+    handler: str
+    key: str
+    service_ty: str  # service | virtual_object | workflow
+    handler_ty: str  # exclusive | shared | workflow ("" for plain services)
+    input: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    idempotency_key: str | None = None
+    invoked_by: str = "ingress"  # ingress | service
+    caller_id: str | None = None
+    caller_target: str | None = None
+    caller_completion_id: int | None = None  # CallCompletion goes there when this one ends
+    execute_at_ms: int = 0  # 0 = now; later = scheduled (delayed send)
+    deployment_id: str = ""
+    protocol_version: int = 0
+    completion_retention_ms: int = 86_400_000
+    journal_retention_ms: int = 86_400_000
+    trace_id: str = ""
+    span_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEntry:
+    """A journal entry produced by a running attempt (a command, or a run completion)."""
+
+    CODE: ClassVar[int] = 2
+    invocation_id: str
+    epoch: int
+    entry_type: int  # protocol message type code
+    raw: bytes  # protobuf payload exactly as the SDK sent it (replayed byte for byte)
+    # For Call/OneWay: the callee's new invocation id and its resolved target, decided by the
+    # proposer (ids are random; apply must not invent them).
+    callee_id: str | None = None
+    callee_service_ty: str = ""
+    callee_handler_ty: str = ""
+    callee_deployment_id: str = ""
+    callee_protocol_version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """A notification for an invocation from outside its attempt (timer, callee, signal)."""
+
+    CODE: ClassVar[int] = 3
+    invocation_id: str
+    entry_type: int
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Suspend:
+    CODE: ClassVar[int] = 4
+    invocation_id: str
+    epoch: int
+    waiting_completions: list[int] = field(default_factory=list)
+    waiting_signals: list[int] = field(default_factory=list)
+    waiting_named_signals: list[str] = field(default_factory=list)
+    future_json: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """The attempt sent End after its Output: the invocation is complete."""
+
+    CODE: ClassVar[int] = 5
+    invocation_id: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptFailed:
+    CODE: ClassVar[int] = 6
+    invocation_id: str
+    epoch: int
+    code: int
+    message: str
+    stacktrace: str = ""
+    related_command_index: int | None = None
+    related_command_name: str | None = None
+    related_command_type: int | None = None
+    # What follows the failure, decided by the proposer from the retry policy:
+    then: str = "retry"  # retry | pause | kill | fail
+    retry_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    CODE: ClassVar[int] = 7
+    timer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateMutation:
+    """K/V state change from outside an invocation (admin API)."""
+
+    CODE: ClassVar[int] = 8
+    service: str
+    key: str
+    sets: list[tuple[bytes, bytes]] = field(default_factory=list)
+    clears: list[bytes] = field(default_factory=list)
+    clear_all: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """A message from another partition's outbox; deduplicated by (source, seq)."""
+
+    CODE: ClassVar[int] = 9
+    source_partition: int
+    seq: int
+    inner: bytes  # an encoded command
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxAck:
+    CODE: ClassVar[int] = 10
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    CODE: ClassVar[int] = 11
+    invocation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Kill:
+    CODE: ClassVar[int] = 12
+    invocation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Purge:
+    CODE: ClassVar[int] = 13
+    invocation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    CODE: ClassVar[int] = 14
+    invocation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    CODE: ClassVar[int] = 15
+    invocation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterDeployment:
+    """A deployment and its discovered services (metadata log)."""
+
+    CODE: ClassVar[int] = 16
+    deployment_id: str
+    uri: str
+    manifest_json: str
+    use_http_11: bool = False
+    additional_headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveDeployment:
+    CODE: ClassVar[int] = 17
+    deployment_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttachRequest:
+    """Another invocation waits on this one's result (attach) or asks for it now (output)."""
+
+    CODE: ClassVar[int] = 18
+    target_id: str
+    waiter_id: str
+    completion_id: int
+    mode: str = "attach"  # attach | output
+
+
+Command = (
+    Invoke | AppendEntry | Notify | Suspend | End | AttemptFailed | TimerFired | StateMutation
+    | Deliver | OutboxAck | Cancel | Kill | Purge | Pause | Resume | RegisterDeployment
+    | RemoveDeployment | AttachRequest
+)
+
+_CLASSES: tuple[type[Any], ...] = (
+    Invoke, AppendEntry, Notify, Suspend, End, AttemptFailed, TimerFired, StateMutation,
+    Deliver, OutboxAck, Cancel, Kill, Purge, Pause, Resume, RegisterDeployment, RemoveDeployment,
+    AttachRequest,
+)
+BY_CODE: dict[int, type[Any]] = {cls.CODE: cls for cls in _CLASSES}
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in _CLASSES
+}
+# Fields whose msgpack form (lists) must become tuples again on decode.
+_PAIR_FIELDS = {"headers", "sets", "additional_headers"}
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A command with the proposer's timestamp, as stored in one log record."""
+
+    ts_ms: int
+    command: Command
+
+
+def encode(ts_ms: int, command: Command) -> bytes:
+    names = _FIELDS[type(command)]
+    values = [getattr(command, n) for n in names]
+    return msgpack.packb([FORMAT_VERSION, command.CODE, ts_ms, values], use_bin_type=True)
+
+
+def decode(payload: bytes) -> Envelope:
+    try:
+        version, code, ts_ms, values = msgpack.unpackb(payload, raw=False, use_list=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError) as e:
+        raise CommandDecodeError(f"undecodable command record: {e}") from e
+    if version != FORMAT_VERSION:
+        raise CommandDecodeError(f"unknown command format version {version}")
+    cls = BY_CODE.get(code)
+    if cls is None:
+        raise CommandDecodeError(f"unknown command code {code}")
+    names = _FIELDS[cls]
+    if len(values) > len(names):
+        raise CommandDecodeError(f"{cls.__name__}: {len(values)} fields, expected {len(names)}")
+    kwargs = dict(zip(names, values))
+    for name in _PAIR_FIELDS.intersection(kwargs):
+        kwargs[name] = [tuple(p) for p in kwargs[name]]
+    try:
+        return Envelope(ts_ms, cls(**kwargs))
+    except TypeError as e:
+        raise CommandDecodeError(f"{cls.__name__}: {e}") from e
+
+
+T = TypeVar("T")
+
+
+def roundtrip(ts_ms: int, command: T) -> T:
+    """encode then decode (for tests and for applying local outbox messages uniformly)."""
+    return decode(encode(ts_ms, command))  # type: ignore[arg-type,return-value]

@@ -1,0 +1,272 @@
+"""The partition processor: the asyncio shell around `apply`.
+
+It is the single writer of its partition. Proposed commands queue up; the loop takes what has
+queued, stamps it with the injected clock, appends it to the log as one batch (one fsync), then
+applies each command in log order and only then hands the resulting actions to the runtime. So
+an effect exists only if its command is durable, and a crash can lose only unacknowledged work.
+
+Timers live in the state (durable); the processor keeps a heap of them and proposes
+`TimerFired` when the clock reaches one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from rstq.core import actions as a
+from rstq.core import commands as c
+from rstq.core.apply import apply
+from rstq.core.clock import Clock
+from rstq.core.log.api import FsyncPolicy, Log
+from rstq.core.model import INVOKED, PartitionState
+from rstq.core.snapshot import load_latest, write_snapshot
+
+log = logging.getLogger(__name__)
+
+Precheck = Callable[[PartitionState], str | None]  # returns a reason to refuse, or None
+
+
+class ActionSink(Protocol):
+    """The runtime: runs what apply asked for (invoker, outbox shuffler, ingress waiters)."""
+
+    def on_actions(self, partition: int, actions: Sequence[a.Action]) -> None: ...
+
+
+class Refused(Exception):
+    """A proposal refused before it reached the log (e.g. a stale attempt)."""
+
+
+@dataclass
+class _Proposal:
+    command: c.Command
+    future: asyncio.Future[list[a.Action]]
+    precheck: Precheck | None = None
+
+
+@dataclass
+class ProcessorConfig:
+    snapshot_every: int = 20_000  # applied commands between snapshots
+    max_batch: int = 1024
+
+
+@dataclass
+class _Stats:
+    batches: int = 0
+    commands: int = 0
+    snapshots: int = 0
+    snapshot_lsn: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class PartitionProcessor:
+    def __init__(
+        self,
+        partition_id: int,
+        partitions: int,
+        directory: Path,
+        log_: Log,
+        clock: Clock,
+        sink: ActionSink | None = None,
+        config: ProcessorConfig | None = None,
+    ) -> None:
+        self.partition_id = partition_id
+        self.partitions = partitions
+        self.directory = directory
+        self.log = log_
+        self.clock = clock
+        self.sink = sink
+        self.config = config or ProcessorConfig()
+        self.state = PartitionState(partition_id, partitions)
+        self.stats = _Stats()
+        self.version = 0  # bumped per applied batch; the query layer caches Arrow views by it
+        self._queue: list[_Proposal] = []
+        self._wakeup = asyncio.Event()
+        self._timers: list[tuple[int, str]] = []
+        self._timer_wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._since_snapshot = 0
+        self._closing = False
+        self._fatal: BaseException | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def recover(self) -> list[a.Action]:
+        """Load the newest snapshot and replay the log tail. Returns the actions that re-drive
+        live work (attempts to restart, outbox messages to resend)."""
+        snap = load_latest(self.directory)
+        if snap is not None:
+            if (snap.partition_id, snap.partitions) != (self.partition_id, self.partitions):
+                raise RuntimeError(f"snapshot in {self.directory} is for another partition")
+            self.state = snap
+        self.stats.snapshot_lsn = self.state.applied_lsn
+        for lsn, payload in self.log.read(self.state.applied_lsn + 1):
+            apply(self.state, c.decode(payload), lsn)
+        self.version += 1
+        redo: list[a.Action] = []
+        for timer in self.state.timers.values():
+            heapq.heappush(self._timers, (timer.fire_at, timer.timer_id))
+        for inv in self.state.invocations.values():
+            if inv.status == INVOKED:
+                redo.append(a.StartAttempt(inv.invocation_id, inv.epoch))
+        for msg in sorted(self.state.outbox.values(), key=lambda m: m.seq):
+            redo.append(a.OutboxSend(msg.seq, msg.destination, msg.payload))
+        return redo
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"partition-{self.partition_id}"),
+            asyncio.create_task(self._run_timers(), name=f"timers-{self.partition_id}"),
+        ]
+
+    async def close(self, snapshot: bool = True) -> None:
+        """Drain pending proposals, stop, snapshot (clean shutdown), close the log."""
+        self._closing = True
+        self._wakeup.set()
+        self._timer_wakeup.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except asyncio.CancelledError:
+                pass
+        # Whatever was queued but not appended: fail it, the caller was not acknowledged.
+        for p in self._queue:
+            if not p.future.done():
+                p.future.set_exception(Refused("partition processor closed"))
+        self._queue.clear()
+        if snapshot and self._fatal is None:
+            self.snapshot()
+        await self.log.close()
+
+    def snapshot(self) -> None:
+        write_snapshot(self.directory, self.state)
+        self.stats.snapshots += 1
+        self.stats.snapshot_lsn = self.state.applied_lsn
+        self._since_snapshot = 0
+
+    # --- proposing -----------------------------------------------------------------------------
+
+    def propose_nowait(
+        self, command: c.Command, precheck: Precheck | None = None
+    ) -> asyncio.Future[list[a.Action]]:
+        if self._closing or self._fatal is not None:
+            raise Refused("partition processor is not running")
+        fut: asyncio.Future[list[a.Action]] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Proposal(command, fut, precheck))
+        self._wakeup.set()
+        return fut
+
+    async def propose(self, command: c.Command, precheck: Precheck | None = None,
+                      ) -> list[a.Action]:
+        """Append `command`, apply it, and return its actions (after they were dispatched)."""
+        return await self.propose_nowait(command, precheck)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                if not self._queue:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                batch = self._queue[: self.config.max_batch]
+                del self._queue[: len(batch)]
+                await self._process(batch)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as e:  # a log failure: stop taking work, fail the waiters
+            self._fatal = e
+            log.exception("partition %d stopped", self.partition_id)
+            for p in self._queue:
+                if not p.future.done():
+                    p.future.set_exception(Refused(f"partition failed: {e}"))
+            self._queue.clear()
+            raise
+
+    async def _process(self, batch: list[_Proposal]) -> None:
+        accepted: list[_Proposal] = []
+        for p in batch:
+            reason = p.precheck(self.state) if p.precheck is not None else None
+            if reason is not None:
+                p.future.set_exception(Refused(reason))
+            else:
+                accepted.append(p)
+        if not accepted:
+            return
+        ts = self.clock.now_ms()
+        payloads = [c.encode(ts, p.command) for p in accepted]
+        try:
+            last = await self.log.append_batch(payloads)
+        except BaseException as e:
+            for p in accepted:
+                if not p.future.done():
+                    p.future.set_exception(Refused(f"log append failed: {e}"))
+            raise
+        first = last - len(payloads) + 1
+        all_actions: list[a.Action] = []
+        results: list[list[a.Action]] = []
+        for i, p in enumerate(accepted):
+            actions = apply(self.state, c.Envelope(ts, p.command), first + i)
+            results.append(actions)
+            all_actions.extend(actions)
+        self.version += 1
+        self.stats.batches += 1
+        self.stats.commands += len(accepted)
+        self._since_snapshot += len(accepted)
+        self._dispatch(all_actions)
+        for p, actions in zip(accepted, results):
+            if not p.future.done():
+                p.future.set_result(actions)
+        if self._since_snapshot >= self.config.snapshot_every:
+            await self._snapshot_and_trim()
+
+    async def _snapshot_and_trim(self) -> None:
+        # Snapshot writing is synchronous on purpose: the state must not change under it.
+        self.snapshot()
+        await self.log.trim(self.state.applied_lsn + 1)
+
+    def _dispatch(self, actions: Sequence[a.Action]) -> None:
+        for act in actions:
+            if isinstance(act, a.TimerSet):
+                heapq.heappush(self._timers, (act.fire_at, act.timer_id))
+                self._timer_wakeup.set()
+        if self.sink is not None and actions:
+            self.sink.on_actions(self.partition_id, actions)
+
+    def redrive(self, actions: Sequence[a.Action]) -> None:
+        """Hand recovery actions to the runtime (after every partition is up)."""
+        self._timer_wakeup.set()
+        if self.sink is not None and actions:
+            self.sink.on_actions(self.partition_id, actions)
+
+    # --- timers --------------------------------------------------------------------------------
+
+    async def _run_timers(self) -> None:
+        while True:
+            now = self.clock.now_ms()
+            due: list[str] = []
+            while self._timers and self._timers[0][0] <= now:
+                _, tid = heapq.heappop(self._timers)
+                timer = self.state.timers.get(tid)
+                if timer is not None and timer.fire_at <= now:
+                    due.append(tid)
+                elif timer is not None:  # re-set to a later time: keep it queued
+                    heapq.heappush(self._timers, (timer.fire_at, tid))
+                    break
+            for tid in dict.fromkeys(due):
+                self.propose_nowait(c.TimerFired(tid))
+            self._timer_wakeup.clear()
+            delay_ms = (self._timers[0][0] - now) if self._timers else None
+            await self.clock.wait(self._timer_wakeup, delay_ms)
+
+
+Waiter = Callable[[], Awaitable[None]]
+FSYNC_DEFAULT = FsyncPolicy.BATCH

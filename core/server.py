@@ -1,0 +1,168 @@
+"""The server process: partitions, their processors, and the runtime that runs their actions.
+
+`Server` owns one processor per partition (all in one event loop), the outbox shuffler between
+them, and the table of callers waiting for invocation results. The invoker, ingress and admin
+listeners plug into it (issue 3); the SQL and Postgres-wire endpoints read its state (issue 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rstq.core import actions as a
+from rstq.core import commands as c
+from rstq.core.clock import Clock, SystemClock
+from rstq.core.datadir import DataDir
+from rstq.core.ids import partition_key_of
+from rstq.core.log.api import FsyncPolicy
+from rstq.core.log.local import LocalLog
+from rstq.core.partitioning import partition_of
+from rstq.core.processor import PartitionProcessor, ProcessorConfig, Refused
+
+log = logging.getLogger(__name__)
+
+AttemptHandler = Callable[[int, a.Action], None]
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path = Path("./rstq-data")
+    partitions: int | None = None  # only used when the data dir is created
+    fsync: FsyncPolicy = FsyncPolicy.BATCH
+    snapshot_every: int = 20_000
+    ingress_bind: str = "127.0.0.1:8080"
+    admin_bind: str = "127.0.0.1:9070"
+    pgwire_bind: str = "127.0.0.1:9071"
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    value: bytes | None
+    failure: tuple[int, str] | None
+
+
+class Server:
+    def __init__(self, config: ServerConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.datadir: DataDir | None = None
+        self.processors: list[PartitionProcessor] = []
+        # Invocation id -> futures of callers waiting for its result (ingress, attach).
+        self._waiters: dict[str, list[asyncio.Future[Result]]] = defaultdict(list)
+        # Per (source, destination) FIFO of outbox messages, drained by one task each.
+        self._outbox_queues: dict[tuple[int, int], list[a.OutboxSend]] = defaultdict(list)
+        self._outbox_tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
+        self.attempt_handler: AttemptHandler | None = None  # the invoker, when there is one
+        self.pending_attempts: list[tuple[int, a.Action]] = []  # kept until an invoker exists
+        self._started = False
+
+    @property
+    def partitions(self) -> int:
+        return len(self.processors)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.datadir = DataDir.open(self.config.data_dir, self.config.partitions)
+        n = self.datadir.partitions
+        cfg = ProcessorConfig(snapshot_every=self.config.snapshot_every)
+        redo: list[list[a.Action]] = []
+        for i in range(n):
+            lg = await LocalLog.open(self.datadir.partition_log_dir(i), fsync=self.config.fsync)
+            proc = PartitionProcessor(i, n, self.datadir.partition_dir(i), lg, self.clock,
+                                      sink=self, config=cfg)
+            redo.append(proc.recover())
+            self.processors.append(proc)
+        for proc in self.processors:
+            proc.start()
+        for proc, actions in zip(self.processors, redo):
+            proc.redrive(actions)
+        self._started = True
+        log.info("rstq started: %d partitions in %s (fsync=%s)", n, self.datadir.root,
+                 self.config.fsync.value)
+
+    async def stop(self) -> None:
+        """Clean shutdown: stop shuffling, drain and snapshot each partition, fsync, close."""
+        for t in self._outbox_tasks.values():
+            t.cancel()
+        for t in self._outbox_tasks.values():
+            try:
+                await t
+            except (asyncio.CancelledError, Refused):
+                pass
+        for proc in self.processors:
+            await proc.close(snapshot=True)
+        for futs in self._waiters.values():
+            for f in futs:
+                if not f.done():
+                    f.set_exception(Refused("server stopped"))
+        self._waiters.clear()
+        self._started = False
+
+    # --- routing -------------------------------------------------------------------------------
+
+    def partition_for_id(self, invocation_id: str) -> PartitionProcessor:
+        return self.processors[partition_of(partition_key_of(invocation_id), self.partitions)]
+
+    def partition_for_key(self, partition_key: int) -> PartitionProcessor:
+        return self.processors[partition_of(partition_key, self.partitions)]
+
+    def wait_result(self, invocation_id: str) -> asyncio.Future[Result]:
+        """A future for the invocation's result. Register it before proposing the invoke."""
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiters[invocation_id].append(fut)
+        return fut
+
+    def forget_waiter(self, invocation_id: str, fut: asyncio.Future[Result]) -> None:
+        futs = self._waiters.get(invocation_id)
+        if futs is not None and fut in futs:
+            futs.remove(fut)
+            if not futs:
+                del self._waiters[invocation_id]
+
+    # --- ActionSink ----------------------------------------------------------------------------
+
+    def on_actions(self, partition: int, actions: Sequence[a.Action]) -> None:
+        for act in actions:
+            if isinstance(act, a.InvocationCompleted):
+                for fut in self._waiters.pop(act.invocation_id, []):
+                    if not fut.done():
+                        fut.set_result(Result(act.value, act.failure))
+            elif isinstance(act, a.OutboxSend):
+                self._enqueue_outbox(partition, act)
+            elif isinstance(act, (a.StartAttempt, a.AbortAttempt, a.ForwardNotification)):
+                if self.attempt_handler is not None:
+                    self.attempt_handler(partition, act)
+                else:
+                    self.pending_attempts.append((partition, act))
+
+    def _enqueue_outbox(self, source: int, act: a.OutboxSend) -> None:
+        lane = (source, act.destination)
+        self._outbox_queues[lane].append(act)
+        task = self._outbox_tasks.get(lane)
+        if task is None or task.done():
+            self._outbox_tasks[lane] = asyncio.create_task(self._drain_outbox(lane))
+
+    async def _drain_outbox(self, lane: tuple[int, int]) -> None:
+        """Deliver a lane's messages in seq order; ack them at the source once durable there.
+
+        Delivery is at least once (a crash between deliver and ack resends); the destination
+        drops what it already applied by (source, seq), so the effect is exactly once."""
+        source, dest = lane
+        queue = self._outbox_queues[lane]
+        while queue:
+            batch = list(queue)
+            queue.clear()
+            delivered = [
+                self.processors[dest].propose_nowait(c.Deliver(source, m.seq, m.payload))
+                for m in batch
+            ]
+            await asyncio.gather(*delivered)
+            acks = [self.processors[source].propose_nowait(c.OutboxAck(m.seq)) for m in batch]
+            await asyncio.gather(*acks)
