@@ -8,7 +8,6 @@ import signal
 from pathlib import Path
 
 import click
-
 from rstq.core.log.api import FsyncPolicy
 
 

@@ -11,6 +11,7 @@ from collections import deque
 
 from rstq.core import actions as a
 from rstq.core import commands as c
+from rstq.core import ids
 from rstq.core import journal as j
 from rstq.core.model import (
     BACKING_OFF,
@@ -28,7 +29,6 @@ from rstq.core.model import (
     Timer,
 )
 from rstq.core.partitioning import partition_of
-from rstq.core import ids
 
 Actions = list[a.Action]
 
@@ -594,9 +594,8 @@ def _timer_fired(state: PartitionState, ts: int, timer_id: str, out: Actions) ->
     elif timer.kind == "retry":
         if inv.status == BACKING_OFF and inv.epoch == timer.epoch:
             _start_attempt(inv, ts, out)
-    elif timer.kind == "cleanup":
-        if inv.status == COMPLETED:
-            _delete(state, inv)
+    elif timer.kind == "cleanup" and inv.status == COMPLETED:
+        _delete(state, inv)
 
 
 def _send(state: PartitionState, ts: int, target_id: str, cmd: c.Command, out: Actions) -> None:

@@ -265,4 +265,4 @@ T = TypeVar("T")
 
 def roundtrip(ts_ms: int, command: T) -> T:
     """encode then decode (for tests and for applying local outbox messages uniformly)."""
-    return decode(encode(ts_ms, command))  # type: ignore[arg-type,return-value]
+    return decode(encode(ts_ms, command)).command  # type: ignore[arg-type,return-value]

@@ -19,8 +19,15 @@ from rstq.sdk.protocol.ids import (
     workflow_uuid,
 )
 
-__all__ = ["IdError", "partition_key_of", "new_invocation_id", "workflow_invocation_id",
-           "idempotent_invocation_id", "parse_awakeable", "target_partition_key"]
+__all__ = [
+    "IdError",
+    "idempotent_invocation_id",
+    "new_invocation_id",
+    "parse_awakeable",
+    "partition_key_of",
+    "target_partition_key",
+    "workflow_invocation_id",
+]
 
 _cache: dict[str, int] = {}
 

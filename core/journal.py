@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rstq.sdk.protocol import messages as pm
 from rstq.core import ids
+from rstq.sdk.protocol import messages as pm
 
 T = pm.MessageType
 Message = Any  # a decoded protocol message; fields per restate-protocol.md Appendix A

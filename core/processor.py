@@ -136,6 +136,8 @@ class PartitionProcessor:
                 await t
             except asyncio.CancelledError:
                 pass
+            except Exception:  # the loop's own failure, already logged and kept in _fatal
+                pass
         # Whatever was queued but not appended: fail it, the caller was not acknowledged.
         for p in self._queue:
             if not p.future.done():
@@ -189,7 +191,6 @@ class PartitionProcessor:
                 if not p.future.done():
                     p.future.set_exception(Refused(f"partition failed: {e}"))
             self._queue.clear()
-            raise
 
     async def _process(self, batch: list[_Proposal]) -> None:
         accepted: list[_Proposal] = []
@@ -222,7 +223,7 @@ class PartitionProcessor:
         self.stats.commands += len(accepted)
         self._since_snapshot += len(accepted)
         self._dispatch(all_actions)
-        for p, actions in zip(accepted, results):
+        for p, actions in zip(accepted, results, strict=False):
             if not p.future.done():
                 p.future.set_result(actions)
         if self._since_snapshot >= self.config.snapshot_every:

@@ -81,7 +81,7 @@ class Server:
             self.processors.append(proc)
         for proc in self.processors:
             proc.start()
-        for proc, actions in zip(self.processors, redo):
+        for proc, actions in zip(self.processors, redo, strict=False):
             proc.redrive(actions)
         self._started = True
         log.info("rstq started: %d partitions in %s (fsync=%s)", n, self.datadir.root,

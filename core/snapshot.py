@@ -24,8 +24,7 @@ from typing import Any
 
 import msgpack
 import pyarrow as pa
-import pyarrow.ipc as ipc
-
+from pyarrow import ipc
 from rstq.core.model import (
     Invocation,
     JournalEntry,
@@ -69,11 +68,14 @@ def _pack(v: Any) -> bytes:
 
 
 def rows_to_table(cls: type[Any], rows: Iterable[Any], extra: dict[str, list[Any]] | None = None,
-                  ) -> pa.Table:
+                  skip: Iterable[str] = ()) -> pa.Table:
     rows = list(rows)
+    skip = set(skip)
     arrays: list[pa.Array[Any]] = []
     names: list[str] = []
     for name, typ in _column_types(cls):
+        if name in skip:
+            continue
         values = [getattr(r, name) for r in rows]
         if typ is None:
             arrays.append(pa.array([_pack(v) for v in values], pa.large_binary()))
@@ -162,8 +164,7 @@ def state_to_tables(state: PartitionState) -> dict[str, pa.Table]:
 
 
 def _without_journal(invs: list[Invocation]) -> pa.Table:
-    table = rows_to_table(Invocation, invs)
-    return table.drop_columns(["journal"])
+    return rows_to_table(Invocation, invs, skip=("journal",))
 
 
 def _pairs_table(name: str, pairs: list[tuple[Any, Any]]) -> pa.Table:
@@ -190,11 +191,11 @@ def tables_to_state(tables: dict[str, pa.Table]) -> PartitionState:
         state.invocations[inv.invocation_id] = inv
     jt = tables["journal"]
     entries = table_to_rows(JournalEntry, jt)
-    for inv_id, entry in zip(jt.column("invocation_id").to_pylist(), entries):
+    for inv_id, entry in zip(jt.column("invocation_id").to_pylist(), entries, strict=False):
         state.invocations[str(inv_id)].journal.append(entry)  # rows are in index order
     kv = tables["kv"]
     for s, k, sk, v in zip(*(kv.column(n).to_pylist() for n in ("service", "service_key",
-                                                                    "key", "value"))):
+                                                                    "key", "value")), strict=False):
         state.kv.setdefault((s, k), {})[sk] = v
     state.locks = {(k[0], k[1]): v for k, v in _pairs(tables["locks"], "lock")}
     state.inboxes = {(k[0], k[1]): deque(v) for k, v in _pairs(tables["inboxes"], "inbox")}
@@ -204,7 +205,7 @@ def tables_to_state(tables: dict[str, pa.Table]) -> PartitionState:
     state.inbound_seq = dict(_pairs(tables["inbound_seq"], "inbound"))
     pt = tables["promises"]
     keys = [msgpack.unpackb(r or b"", raw=False) for r in pt.column("pkey").to_pylist()]
-    for key, promise in zip(keys, table_to_rows(Promise, pt.drop_columns(["pkey"]))):
+    for key, promise in zip(keys, table_to_rows(Promise, pt.drop_columns(["pkey"])), strict=False):
         promise.waiters = [(w[0], w[1]) for w in promise.waiters]
         state.promises[(key[0], key[1], key[2])] = promise
     state.idempotency = {
@@ -235,9 +236,8 @@ def write_snapshot(directory: Path, state: PartitionState, keep: int = 2) -> Pat
     files = {}
     for name, table in state_to_tables(state).items():
         path = tmp / f"{name}.arrow"
-        with pa.OSFile(str(path), "wb") as sink:
-            with ipc.new_file(sink, table.schema) as writer:
-                writer.write_table(table)
+        with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
         with open(path, "rb+") as f:
             os.fsync(f.fileno())
         files[name] = path.stat().st_size
