@@ -251,7 +251,7 @@ def decode(payload: bytes) -> Envelope:
     names = _FIELDS[cls]
     if len(values) > len(names):
         raise CommandDecodeError(f"{cls.__name__}: {len(values)} fields, expected {len(names)}")
-    kwargs = dict(zip(names, values))
+    kwargs = dict(zip(names, values, strict=False))  # older records may lack new fields
     for name in _PAIR_FIELDS.intersection(kwargs):
         kwargs[name] = [tuple(p) for p in kwargs[name]]
     try:
