@@ -100,22 +100,25 @@ class LocalLog:
         return self._durable_lsn
 
     async def append(self, payload: bytes) -> int:
-        return await self.append_batch((payload,))
+        """Cancelling the caller does not retract the record: it is still written."""
+        fut, lsn = self._submit((payload,))
+        await fut
+        return lsn
 
     async def append_batch(self, payloads: Sequence[bytes]) -> int:
-        """All records land in one write, so after a crash either all or none are present.
+        """All records land in one write, so after a crash either all or none are present."""
+        fut, lsn = self._submit(payloads)
+        await fut
+        return lsn
 
-        Cancelling the caller does not retract the records: they are still written.
-        """
+    def _submit(self, payloads: Sequence[bytes]) -> tuple[_Waiter, int]:
         if self._closed:
             raise LogClosed("log is closed")
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
         fut: _Waiter = loop.create_future()
-        lsn = self._writer.submit(payloads, fut)
-        await fut
-        return lsn
+        return fut, self._writer.submit(payloads, fut)
 
     def read(self, from_lsn: int) -> Iterator[tuple[int, bytes]]:
         """Records durable when called, from max(from_lsn, first_lsn). Blocking file reads."""

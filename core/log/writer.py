@@ -56,6 +56,7 @@ class GroupCommitWriter(Generic[W]):
         self._buf_last_offset = 0
         self._waiters: list[W] = []
         self._closing = False
+        self._idle = False  # the writer thread waits for work
         self.failure: BaseException | None = None
         # Writer thread only.
         self._active_size = active_size
@@ -71,8 +72,9 @@ class GroupCommitWriter(Generic[W]):
         """Queue records as part of the next write; returns the LSN of the last one."""
         if not payloads:
             raise ValueError("nothing to append")
-        if any(len(p) > record.MAX_PAYLOAD for p in payloads):  # before any LSN is taken
-            raise ValueError(f"payload exceeds the {record.MAX_PAYLOAD}-byte limit")
+        for p in payloads:  # all checked before any LSN is taken
+            if len(p) > record.MAX_PAYLOAD:
+                raise ValueError(f"payload exceeds the {record.MAX_PAYLOAD}-byte limit")
         with self._cond:
             if self._closing:
                 raise LogClosed("log is closed")
@@ -92,7 +94,8 @@ class GroupCommitWriter(Generic[W]):
                 lsn += 1
             self._next_lsn = lsn
             self._waiters.append(waiter)
-            self._cond.notify()
+            if self._idle:  # while it writes, the writer finds the batch when it comes back
+                self._cond.notify()
             return lsn - 1
 
     def close(self) -> None:
@@ -114,7 +117,9 @@ class GroupCommitWriter(Generic[W]):
             while True:
                 with self._cond:
                     while not self._buf and not self._closing:
+                        self._idle = True
                         self._cond.wait()
+                        self._idle = False
                     if not self._buf:
                         break
                     buf, waiters = self._buf, self._waiters
