@@ -122,8 +122,14 @@ def _apply(state: PartitionState, ts: int, cmd: c.Command, out: Actions) -> None
 
 
 def _invoke(state: PartitionState, ts: int, cmd: c.Invoke, out: Actions) -> None:
-    if cmd.invocation_id in state.invocations:
+    existing = state.invocations.get(cmd.invocation_id)
+    if existing is not None:
         out.append(a.InvokeOutcome(cmd.invocation_id, duplicate=True))
+        if cmd.caller_id is not None and cmd.caller_completion_id is not None:
+            # An idempotent or workflow call that hit an existing invocation: the caller
+            # gets its result like an attach.
+            _attach_request(state, ts, c.AttachRequest(
+                cmd.invocation_id, cmd.caller_id, cmd.caller_completion_id, "call"), out)
         return
     inv = Invocation(
         invocation_id=cmd.invocation_id,
@@ -230,8 +236,11 @@ def _complete(
     if inv.caller_id is not None and inv.caller_completion_id is not None:
         t, raw = j.call_completion(inv.caller_completion_id, value, failure)
         _send(state, ts, inv.caller_id, c.Notify(inv.caller_id, t, raw), out)
-    for waiter_id, completion_id in inv.attached:
-        t, raw = j.attach_completion(completion_id, value, failure)
+    for waiter_id, completion_id, mode in inv.attached:
+        if mode == "call":
+            t, raw = j.call_completion(completion_id, value, failure)
+        else:
+            t, raw = j.attach_completion(completion_id, value, failure)
         _send(state, ts, waiter_id, c.Notify(waiter_id, t, raw), out)
     inv.attached = []
     if was_running or inv.exclusive:
@@ -481,17 +490,19 @@ def _promise_command(
 
 def _attach_request(state: PartitionState, ts: int, cmd: c.AttachRequest, out: Actions) -> None:
     target = state.invocations.get(cmd.target_id)
-    attach = cmd.mode == "attach"
+    attach = cmd.mode in ("attach", "call")
     if target is not None and target.status == COMPLETED:
         value, failure = target.output_value, target.output_failure
     elif target is None:
         value, failure = None, (404, f"invocation {cmd.target_id} not found")
     elif attach:
-        target.attached.append((cmd.waiter_id, cmd.completion_id))
+        target.attached.append((cmd.waiter_id, cmd.completion_id, cmd.mode))
         return
     else:
         value, failure = None, None  # not finished yet: void
-    if attach:
+    if cmd.mode == "call":
+        nt, raw = j.call_completion(cmd.completion_id, value, failure)
+    elif attach:
         nt, raw = j.attach_completion(cmd.completion_id, value, failure)
     else:
         nt, raw = j.output_completion(cmd.completion_id, value, failure)

@@ -23,7 +23,8 @@ class SystemClock:
             await wakeup.wait()
             return
         try:
-            await asyncio.wait_for(wakeup.wait(), max(delay_ms, 0) / 1000)
+            async with asyncio.timeout(max(delay_ms, 0) / 1000):
+                await wakeup.wait()
         except TimeoutError:
             pass
 

@@ -80,8 +80,8 @@ class Invocation:
     # Result: set by the OutputCommand, final at End.
     output_value: bytes | None = None
     output_failure: tuple[int, str] | None = None
-    # Invocations attached to this one's result: (invocation id, completion id).
-    attached: list[tuple[str, int]] = field(default_factory=list)
+    # Invocations waiting on this one's result: (invocation id, completion id, attach|call).
+    attached: list[tuple[str, int, str]] = field(default_factory=list)
 
     @property
     def target(self) -> str:

@@ -143,9 +143,11 @@ class PartitionProcessor:
             if not p.future.done():
                 p.future.set_exception(Refused("partition processor closed"))
         self._queue.clear()
-        if snapshot and self._fatal is None:
-            self.snapshot()
-        await self.log.close()
+        try:
+            if snapshot and self._fatal is None:
+                self.snapshot()
+        finally:
+            await self.log.close()
 
     def snapshot(self) -> None:
         write_snapshot(self.directory, self.state)
@@ -251,7 +253,8 @@ class PartitionProcessor:
     # --- timers --------------------------------------------------------------------------------
 
     async def _run_timers(self) -> None:
-        while True:
+        # Checks the flag too: in 3.11 a cancel racing the wakeup can be swallowed.
+        while not self._closing:
             now = self.clock.now_ms()
             due: list[str] = []
             while self._timers and self._timers[0][0] <= now:

@@ -47,6 +47,9 @@ class SnapshotError(Exception):
     pass
 
 
+_UINT64_FIELDS = {"partition_key"}  # u64 values do not fit int64
+
+
 def _column_types(cls: type[Any]) -> list[tuple[str, pa.DataType | None]]:
     """(field, Arrow type) per dataclass field; None marks a msgpack-encoded nested field."""
     hints = typing.get_type_hints(cls)
@@ -55,7 +58,8 @@ def _column_types(cls: type[Any]) -> list[tuple[str, pa.DataType | None]]:
         hint = hints[f.name]
         args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
         base = next((x for x in args if x is not type(None)), hint) if args else hint
-        cols.append((f.name, _SCALARS.get(base)))
+        typ = pa.uint64() if f.name in _UINT64_FIELDS else _SCALARS.get(base)
+        cols.append((f.name, typ))
     return cols
 
 

@@ -295,7 +295,7 @@ def test_attach_and_get_output() -> None:
     assert out.void is not None
     s(entry(waiter, 1, pm.AttachInvocationCommandMessage(invocation_id=target,
                                                          result_completion_id=2)))
-    assert s.inv(target).attached == [(waiter, 2)]
+    assert s.inv(target).attached == [(waiter, 2, "attach")]
     s(output(target, 1, b"9"))
     s(c.End(target, 1))
     att = pm.AttachInvocationCompletionNotificationMessage.decode(s.inv(waiter).journal[-1].raw)

@@ -1,0 +1,158 @@
+"""Deployments and services: the cluster's metadata, kept in its own log.
+
+Registering a deployment appends `RegisterDeployment` (with the discovered manifest) to the
+metadata log; applying it makes each of its services point at the deployment with a new
+revision. New invocations are pinned to the latest revision's deployment; in-flight ones keep
+theirs (the pin is in their Invoke command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rstq.core import commands as c
+from rstq.core.clock import Clock
+from rstq.core.discovery import (
+    EffectiveSettings,
+    HandlerDef,
+    Manifest,
+    ServiceDef,
+    ServiceType,
+    effective_settings,
+    from_json,
+    pick_protocol_version,
+)
+from rstq.core.log.api import FsyncPolicy
+from rstq.core.log.local import LocalLog
+
+SERVICE_TY = {
+    ServiceType.SERVICE: "service",
+    ServiceType.VIRTUAL_OBJECT: "virtual_object",
+    ServiceType.WORKFLOW: "workflow",
+}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    deployment_id: str
+    uri: str
+    manifest: Manifest
+    created_at: int
+    use_http_11: bool
+    additional_headers: tuple[tuple[str, str], ...]
+    protocol_version: int
+
+    @property
+    def bidi(self) -> bool:
+        return self.manifest.protocol_mode.value == "BIDI_STREAM" and not self.use_http_11
+
+    @property
+    def services(self) -> list[str]:
+        return [s.name for s in self.manifest.services]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    revision: int
+    deployment_id: str
+    definition: ServiceDef
+
+    @property
+    def ty(self) -> str:
+        return SERVICE_TY[self.definition.ty]
+
+    @property
+    def public(self) -> bool:
+        return not bool(self.definition.ingress_private)
+
+    def handler(self, name: str) -> HandlerDef | None:
+        return self.definition.handler(name)
+
+    def handler_ty(self, name: str) -> str:
+        h = self.handler(name)
+        if h is None or h.ty is None:
+            return ""
+        return h.ty.value.lower()
+
+    def settings(self, handler: str) -> EffectiveSettings:
+        return effective_settings(self.definition, self.handler(handler))
+
+
+@dataclass
+class Schema:
+    deployments: dict[str, Deployment] = field(default_factory=dict)
+    services: dict[str, Service] = field(default_factory=dict)
+    applied_lsn: int = 0
+    version: int = 0  # bumped on every change (caches of the SQL views key on it)
+
+    def apply(self, ts_ms: int, cmd: c.Command, enable_v7: bool = False) -> None:
+        if isinstance(cmd, c.RegisterDeployment):
+            manifest = from_json(cmd.manifest_json)
+            dep = Deployment(cmd.deployment_id, cmd.uri, manifest, ts_ms, cmd.use_http_11,
+                             tuple(cmd.additional_headers),
+                             pick_protocol_version(manifest, enable_v7=enable_v7))
+            self.deployments[dep.deployment_id] = dep
+            for sdef in manifest.services:
+                prev = self.services.get(sdef.name)
+                revision = prev.revision + 1 if prev is not None else 1
+                self.services[sdef.name] = Service(sdef.name, revision, dep.deployment_id, sdef)
+        elif isinstance(cmd, c.RemoveDeployment):
+            self.deployments.pop(cmd.deployment_id, None)
+            for name in [n for n, s in self.services.items()
+                         if s.deployment_id == cmd.deployment_id]:
+                del self.services[name]
+        self.version += 1
+
+    def deployment_for_uri(self, uri: str) -> Deployment | None:
+        norm = uri.rstrip("/")
+        return next((d for d in self.deployments.values() if d.uri.rstrip("/") == norm), None)
+
+
+class MetaStore:
+    """The metadata log and the schema applied from it."""
+
+    def __init__(self, log_: LocalLog, clock: Clock, enable_v7: bool = False) -> None:
+        self.log = log_
+        self.clock = clock
+        self.enable_v7 = enable_v7
+        self.schema = Schema()
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, directory: Path, clock: Clock, fsync: FsyncPolicy,
+                   enable_v7: bool = False) -> MetaStore:
+        store = cls(await LocalLog.open(directory, fsync=fsync), clock, enable_v7)
+        for lsn, payload in store.log.read(1):
+            env = c.decode(payload)
+            store.schema.apply(env.ts_ms, env.command, enable_v7)
+            store.schema.applied_lsn = lsn
+        return store
+
+    async def propose(self, cmd: c.RegisterDeployment | c.RemoveDeployment) -> None:
+        async with self._lock:  # one writer: log order is apply order
+            ts = self.clock.now_ms()
+            lsn = await self.log.append(c.encode(ts, cmd))
+            self.schema.apply(ts, cmd, self.enable_v7)
+            self.schema.applied_lsn = lsn
+
+    async def close(self) -> None:
+        await self.log.close()
+
+
+def manifest_summary(dep: Deployment) -> dict[str, object]:
+    """A deployment as the admin API shows it (Restate's shape, trimmed)."""
+    return {
+        "id": dep.deployment_id,
+        "uri": dep.uri,
+        "protocol_type": "BidiStream" if dep.bidi else "RequestResponse",
+        "http_version": "HTTP/1.1" if dep.use_http_11 else "HTTP/2.0",
+        "created_at": dep.created_at,
+        "min_protocol_version": dep.manifest.min_protocol_version,
+        "max_protocol_version": dep.manifest.max_protocol_version,
+        "services": [json.loads(json.dumps({"name": s.name, "ty": s.ty.value}))
+                     for s in dep.manifest.services],
+    }
