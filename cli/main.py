@@ -27,8 +27,17 @@ def main() -> None:
               help="batch: acknowledge appends after fsync. none: UNSAFE, tests/benchmarks only.")
 @click.option("--snapshot-every", type=int, default=20_000, show_default=True,
               help="Applied commands between partition snapshots.")
+@click.option("--ingress", "ingress_bind", default="127.0.0.1:8080", show_default=True,
+              help="Ingress HTTP listener (host:port).")
+@click.option("--admin", "admin_bind", default="127.0.0.1:9070", show_default=True,
+              help="Admin HTTP listener (host:port).")
+@click.option("--enable-protocol-v7", is_flag=True,
+              help="Negotiate service protocol v7 with deployments that support it.")
+@click.option("--max-body", type=int, default=10 * 1024 * 1024, show_default=True,
+              help="Largest ingress request body in bytes (larger: 413).")
 @click.option("--log-level", default="info", show_default=True)
 def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: int,
+           ingress_bind: str, admin_bind: str, enable_protocol_v7: bool, max_body: int,
            log_level: str) -> None:
     """Run the server on DATA_DIR until SIGTERM/SIGINT (clean shutdown: flush, fsync, close)."""
     from rstq.core.server import Server, ServerConfig
@@ -38,7 +47,9 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
     if fsync == "none":
         logging.warning("--fsync none: acknowledged writes can be lost on a crash (UNSAFE)")
     cfg = ServerConfig(data_dir=data_dir, partitions=partitions, fsync=FsyncPolicy(fsync),
-                       snapshot_every=snapshot_every)
+                       snapshot_every=snapshot_every, ingress_bind=ingress_bind,
+                       admin_bind=admin_bind, enable_protocol_v7=enable_protocol_v7,
+                       max_body_bytes=max_body)
 
     async def run() -> None:
         srv = Server(cfg)
@@ -47,14 +58,20 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        click.echo(f"rstq server ready: data dir {data_dir} ({srv.partitions} partitions)",
-                   err=True)
+        click.echo(f"rstq server ready: data dir {data_dir} ({srv.partitions} partitions), "
+                   f"ingress http://{_host(ingress_bind, srv.ingress_port)}, "
+                   f"admin http://{_host(admin_bind, srv.admin_port)}", err=True)
         await stop.wait()
         click.echo("rstq server stopping", err=True)
         await srv.stop()
         click.echo("rstq server stopped cleanly", err=True)
 
     asyncio.run(run())
+
+
+def _host(bind: str, port: int | None) -> str:
+    host = bind.rsplit(":", 1)[0]
+    return f"{host}:{port}" if port is not None else bind
 
 
 if __name__ == "__main__":

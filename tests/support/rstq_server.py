@@ -1,0 +1,131 @@
+"""Run rstq itself as a separate process (`rstq server`) for end-to-end, compat and crash tests.
+
+Same surface as `RestateServer` (start/stop, ingress_url, admin_url, register), plus `kill()`
+(SIGKILL, no clean shutdown) and `start()` again on the same data dir and ports.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+from tests.support.restate_server import (
+    RestateServerError,
+    _http,
+    free_port,
+    spawn,
+    stop_process_group,
+    tail,
+)
+
+
+class RstqServer:
+    def __init__(self, *, data_dir: Path | None = None, partitions: int = 4,
+                 fsync: str = "batch", extra_args: list[str] | None = None,
+                 startup_timeout: float = 30.0) -> None:
+        self._own_dir = data_dir is None
+        self.base_dir = Path(tempfile.mkdtemp(prefix="rstq-srv-"))
+        self.data_dir = data_dir or self.base_dir / "data"
+        self.partitions = partitions
+        self.fsync = fsync
+        self.extra_args = list(extra_args or [])
+        self.startup_timeout = startup_timeout
+        self.ingress_port = free_port()
+        self.admin_port = free_port()
+        self.proc: Any = None
+        self.startup_seconds = 0.0
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://127.0.0.1:{self.ingress_port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base_dir / "rstq.log"
+
+    def start(self) -> RstqServer:
+        t0 = time.monotonic()
+        cmd = [sys.executable, "-m", "rstq.cli.main", "server", "--data-dir", str(self.data_dir),
+               "--partitions", str(self.partitions), "--fsync", self.fsync,
+               "--ingress", f"127.0.0.1:{self.ingress_port}",
+               "--admin", f"127.0.0.1:{self.admin_port}", *self.extra_args]
+        self.proc = spawn(cmd, log_path=self.log_path)
+        deadline = time.monotonic() + self.startup_timeout
+        for url in (f"{self.admin_url}/health", f"{self.ingress_url}/restate/health"):
+            self._wait_ok(url, deadline)
+        self.startup_seconds = time.monotonic() - t0
+        return self
+
+    def _wait_ok(self, url: str, deadline: float) -> None:
+        delay = 0.02
+        while True:
+            if self.proc.poll() is not None:
+                raise RestateServerError(
+                    f"rstq exited with {self.proc.returncode} during startup:\n"
+                    f"{tail(self.log_path)}")
+            try:
+                status, _ = _http("GET", url, timeout=1.0)
+            except (OSError, urllib.error.URLError):
+                status = 0
+            if status == 200:
+                return
+            if time.monotonic() > deadline:
+                raise RestateServerError(f"rstq not healthy ({url} -> {status}):\n"
+                                         f"{tail(self.log_path)}")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no snapshot; the next start must recover from the log."""
+        if self.proc is not None:
+            import os
+            import signal
+
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process_group(self.proc)
+            self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def __enter__(self) -> RstqServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def register(self, uri: str, use_http_11: bool = False, *, force: bool = True,
+                 timeout: float = 30.0) -> dict[str, Any]:
+        body: dict[str, Any] = {"uri": uri, "force": force}
+        if use_http_11:
+            body["use_http_11"] = True
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status, data = _http("POST", f"{self.admin_url}/deployments", body, timeout=10.0)
+            except (OSError, urllib.error.URLError) as e:
+                status, data = 0, str(e).encode()
+            if status in (200, 201):
+                return dict(json.loads(data))
+            if time.monotonic() > deadline or 400 <= status < 500 and status not in (404, 409):
+                raise RestateServerError(f"register {uri} failed: {status} {data[:2000]!r}")
+            time.sleep(0.1)
