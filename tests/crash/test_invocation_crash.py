@@ -63,7 +63,7 @@ async def test_kill_server_under_keyed_load_loses_and_duplicates_nothing(
                     await _send_until_acked(client, srv, key, req, acked, stop)
 
             load = asyncio.gather(*(one(k, r) for k, r in requests))
-            for round_ in range(3):
+            for _round in range(3):
                 target = len(acked) + rnd.randint(15, 40)
                 while len(acked) < min(target, len(requests)) and not load.done():
                     await asyncio.sleep(0.01)
