@@ -13,16 +13,22 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rstq.core import actions as a
 from rstq.core import commands as c
+from rstq.core.admin import start_admin
 from rstq.core.clock import Clock, SystemClock
 from rstq.core.datadir import DataDir
 from rstq.core.ids import partition_key_of
+from rstq.core.ingress import bound_port, start_ingress
 from rstq.core.log.api import FsyncPolicy
 from rstq.core.log.local import LocalLog
 from rstq.core.partitioning import partition_of
 from rstq.core.processor import PartitionProcessor, ProcessorConfig, Refused
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,10 @@ class Server:
         self.attempt_handler: AttemptHandler | None = None  # the invoker, when there is one
         self.pending_attempts: list[tuple[int, a.Action]] = []  # kept until an invoker exists
         self._started = False
+        # HTTP listeners (ingress, admin) and their bound ports (for binds on port 0).
+        self._runners: list[web.AppRunner] = []
+        self.ingress_port: int | None = None
+        self.admin_port: int | None = None
 
     @property
     def partitions(self) -> int:
@@ -83,12 +93,14 @@ class Server:
             proc.start()
         for proc, actions in zip(self.processors, redo, strict=False):
             proc.redrive(actions)
+        await self._start_listeners()
         self._started = True
         log.info("rstq started: %d partitions in %s (fsync=%s)", n, self.datadir.root,
                  self.config.fsync.value)
 
     async def stop(self) -> None:
         """Clean shutdown: stop shuffling, drain and snapshot each partition, fsync, close."""
+        await self._stop_listeners()  # first: no new requests while the partitions drain
         for t in self._outbox_tasks.values():
             t.cancel()
         for t in self._outbox_tasks.values():
@@ -104,6 +116,22 @@ class Server:
                     f.set_exception(Refused("server stopped"))
         self._waiters.clear()
         self._started = False
+
+    async def _start_listeners(self) -> None:
+        # Last in start(): a request may only arrive once every partition is up.
+        if self.config.ingress_bind is not None:
+            runner = await start_ingress(self, self.config.ingress_bind)
+            self._runners.append(runner)
+            self.ingress_port = bound_port(runner)
+        if self.config.admin_bind is not None:
+            runner = await start_admin(self, self.config.admin_bind)
+            self._runners.append(runner)
+            self.admin_port = bound_port(runner)
+
+    async def _stop_listeners(self) -> None:
+        runners, self._runners = self._runners, []
+        for runner in runners:
+            await runner.cleanup()
 
     # --- routing -------------------------------------------------------------------------------
 
