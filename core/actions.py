@@ -48,6 +48,7 @@ class InvocationCompleted:
     invocation_id: str
     value: bytes | None
     failure: tuple[int, str] | None
+    stacktrace: str = ""
 
 
 @dataclass(frozen=True, slots=True)

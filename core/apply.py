@@ -107,8 +107,8 @@ def _apply(state: PartitionState, ts: int, cmd: c.Command, out: Actions) -> None
             inv.modified_at = ts
         case c.Resume():
             inv = state.invocations.get(cmd.invocation_id)
-            if inv is None or inv.status not in (PAUSED, BACKING_OFF):
-                out.append(a.Rejected(cmd.invocation_id, "not paused or backing off"))
+            if inv is None or inv.status not in (PAUSED, BACKING_OFF, SUSPENDED):
+                out.append(a.Rejected(cmd.invocation_id, "not paused, backing off or suspended"))
                 return
             _drop_timers(state, inv.invocation_id, kinds=("retry",))
             _start_attempt(inv, ts, out)
@@ -232,7 +232,7 @@ def _complete(
     inv.waiting_named_signals = []
     _drop_timers(state, inv.invocation_id, kinds=("invoke", "retry", "sleep"))
     _remove_from_inbox(state, inv)
-    out.append(a.InvocationCompleted(inv.invocation_id, value, failure))
+    out.append(a.InvocationCompleted(inv.invocation_id, value, failure, inv.output_stacktrace))
     if inv.caller_id is not None and inv.caller_completion_id is not None:
         t, raw = j.call_completion(inv.caller_completion_id, value, failure)
         _send(state, ts, inv.caller_id, c.Notify(inv.caller_id, t, raw), out)
@@ -341,6 +341,7 @@ def _attempt_failed(state: PartitionState, ts: int, cmd: c.AttemptFailed, out: A
     elif cmd.then == "pause":
         inv.status = PAUSED
     else:  # kill | fail: the invocation ends with this failure
+        inv.output_stacktrace = cmd.stacktrace
         _complete(state, inv, ts, None, (cmd.code, cmd.message), out)
 
 

@@ -80,6 +80,7 @@ class Invocation:
     # Result: set by the OutputCommand, final at End.
     output_value: bytes | None = None
     output_failure: tuple[int, str] | None = None
+    output_stacktrace: str = ""  # when the retry policy ended it with the last error
     # Invocations waiting on this one's result: (invocation id, completion id, attach|call).
     attached: list[tuple[str, int, str]] = field(default_factory=list)
 

@@ -26,9 +26,11 @@ from rstq.core.log.api import FsyncPolicy
 from rstq.core.log.local import LocalLog
 from rstq.core.partitioning import partition_of
 from rstq.core.processor import PartitionProcessor, ProcessorConfig, Refused
+from rstq.core.schema import MetaStore, Schema
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from rstq.core.invoker import Invoker
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,11 @@ class ServerConfig:
     partitions: int | None = None  # only used when the data dir is created
     fsync: FsyncPolicy = FsyncPolicy.BATCH
     snapshot_every: int = 20_000
-    ingress_bind: str = "127.0.0.1:8080"
-    admin_bind: str = "127.0.0.1:9070"
-    pgwire_bind: str = "127.0.0.1:9071"
+    ingress_bind: str | None = "127.0.0.1:8080"  # None: no listener (in-process tests)
+    admin_bind: str | None = "127.0.0.1:9070"
+    pgwire_bind: str | None = "127.0.0.1:9071"
+    enable_protocol_v7: bool = False
+    max_body_bytes: int = 10 * 1024 * 1024  # ingress request bodies; larger ones get 413
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -51,6 +55,7 @@ class ServerConfig:
 class Result:
     value: bytes | None
     failure: tuple[int, str] | None
+    stacktrace: str = ""
 
 
 class Server:
@@ -58,6 +63,8 @@ class Server:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.datadir: DataDir | None = None
+        self.meta: MetaStore | None = None
+        self.invoker: Invoker | None = None
         self.processors: list[PartitionProcessor] = []
         # Invocation id -> futures of callers waiting for its result (ingress, attach).
         self._waiters: dict[str, list[asyncio.Future[Result]]] = defaultdict(list)
@@ -81,6 +88,8 @@ class Server:
     async def start(self) -> None:
         self.datadir = DataDir.open(self.config.data_dir, self.config.partitions)
         n = self.datadir.partitions
+        self.meta = await MetaStore.open(self.datadir.meta_log_dir, self.clock, self.config.fsync,
+                                         enable_v7=self.config.enable_protocol_v7)
         cfg = ProcessorConfig(snapshot_every=self.config.snapshot_every)
         redo: list[list[a.Action]] = []
         for i in range(n):
@@ -89,6 +98,10 @@ class Server:
                                       sink=self, config=cfg)
             redo.append(proc.recover())
             self.processors.append(proc)
+        from rstq.core.invoker import Invoker
+
+        self.invoker = Invoker(self)
+        self.attempt_handler = self.invoker.handle
         for proc in self.processors:
             proc.start()
         for proc, actions in zip(self.processors, redo, strict=False):
@@ -108,8 +121,15 @@ class Server:
                 await t
             except (asyncio.CancelledError, Refused):
                 pass
+        if self.invoker is not None:
+            await self.invoker.close()
         for proc in self.processors:
-            await proc.close(snapshot=True)
+            try:
+                await proc.close(snapshot=True)
+            except Exception:  # keep closing the others: their logs must be fsynced too
+                log.exception("partition %d did not close cleanly", proc.partition_id)
+        if self.meta is not None:
+            await self.meta.close()
         for futs in self._waiters.values():
             for f in futs:
                 if not f.done():
@@ -132,6 +152,15 @@ class Server:
         runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()
+
+    @property
+    def schema(self) -> Schema:
+        assert self.meta is not None, "server not started"
+        return self.meta.schema
+
+    async def propose_to(self, invocation_id: str, cmd: c.Command) -> list[a.Action]:
+        """Append `cmd` to the partition owning `invocation_id`; its actions once applied."""
+        return await self.partition_for_id(invocation_id).propose(cmd)
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -161,7 +190,7 @@ class Server:
             if isinstance(act, a.InvocationCompleted):
                 for fut in self._waiters.pop(act.invocation_id, []):
                     if not fut.done():
-                        fut.set_result(Result(act.value, act.failure))
+                        fut.set_result(Result(act.value, act.failure, act.stacktrace))
             elif isinstance(act, a.OutboxSend):
                 self._enqueue_outbox(partition, act)
             elif isinstance(act, (a.StartAttempt, a.AbortAttempt, a.ForwardNotification)):

@@ -284,8 +284,9 @@ def test_signal_without_id_has_no_notification_id() -> None:
 
 
 def test_command_helpers() -> None:
-    call = m.CallCommandMessage(service_name="S", handler_name="h", invocation_id_notification_idx=3,
-                                result_completion_id=4, name="c")
+    call = m.CallCommandMessage(service_name="S", handler_name="h",
+                                invocation_id_notification_idx=3, result_completion_id=4,
+                                name="c")
     assert call.completion_ids() == (3, 4) and call.entry_name == "c"
     assert m.OneWayCallCommandMessage(invocation_id_notification_idx=5).completion_ids() == (5,)
     assert m.RunCommandMessage(1, "side").completion_ids() == (1,)

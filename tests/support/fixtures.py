@@ -59,10 +59,20 @@ def _restate_factory(protocol_v7: bool = False) -> Callable[[], CompatServer]:
     return make
 
 
-# name -> zero-arg factory returning an un-started server. 'rstq' is to be added here.
+def _rstq_factory(protocol_v7: bool = False) -> Callable[[], CompatServer]:
+    def make() -> CompatServer:
+        from tests.support.rstq_server import RstqServer
+
+        return RstqServer(extra_args=["--enable-protocol-v7"] if protocol_v7 else [])
+    return make
+
+
+# name -> zero-arg factory returning an un-started server.
 SERVER_FACTORIES: dict[str, Callable[[], CompatServer]] = {
     "restate": _restate_factory(),
     "restate-v7": _restate_factory(protocol_v7=True),
+    "rstq": _rstq_factory(),
+    "rstq-v7": _rstq_factory(protocol_v7=True),
 }
 
 # Which servers' observations are the oracle (used to (re)write tests/compat/expected.json).
