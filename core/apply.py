@@ -390,6 +390,7 @@ def _command_effect(
         _promise_command(state, inv, ts, t, msg, out)
     elif t == j.SLEEP:
         tid = f"sleep:{inv.invocation_id}:{msg.result_completion_id}"
+        inv.sleep_timers.append(msg.result_completion_id)
         _set_timer(state, Timer(tid, msg.wake_up_time, "sleep", inv.invocation_id,
                                 completion_id=msg.result_completion_id), out)
     elif t in (j.CALL, j.ONE_WAY_CALL):
@@ -583,9 +584,11 @@ def _set_timer(state: PartitionState, timer: Timer, out: Actions) -> None:
 def _drop_timers(state: PartitionState, inv_id: str, kinds: tuple[str, ...]) -> None:
     for kind in kinds:
         if kind == "sleep":
-            for tid in [t for t, tm in state.timers.items()
-                        if tm.kind == "sleep" and tm.invocation_id == inv_id]:
-                del state.timers[tid]
+            inv = state.invocations.get(inv_id)
+            if inv is not None:  # its own list: no scan over every timer of the partition
+                for cid in inv.sleep_timers:
+                    state.timers.pop(f"sleep:{inv_id}:{cid}", None)
+                inv.sleep_timers = []
         else:
             state.timers.pop(f"{kind}:{inv_id}", None)
 
@@ -598,6 +601,8 @@ def _timer_fired(state: PartitionState, ts: int, timer_id: str, out: Actions) ->
     if inv is None:
         return
     if timer.kind == "sleep":
+        if timer.completion_id in inv.sleep_timers:
+            inv.sleep_timers.remove(timer.completion_id)
         if inv.status != COMPLETED:
             _local_notify(state, inv, ts, j.sleep_completion(timer.completion_id), out)
     elif timer.kind == "invoke":

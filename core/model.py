@@ -81,6 +81,7 @@ class Invocation:
     output_value: bytes | None = None
     output_failure: tuple[int, str] | None = None
     output_stacktrace: str = ""  # when the retry policy ended it with the last error
+    sleep_timers: list[int] = field(default_factory=list)  # completion ids with a sleep timer
     # Invocations waiting on this one's result: (invocation id, completion id, attach|call).
     attached: list[tuple[str, int, str]] = field(default_factory=list)
 
