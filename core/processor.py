@@ -232,8 +232,9 @@ class PartitionProcessor:
             await self._snapshot_and_trim()
 
     async def _snapshot_and_trim(self) -> None:
-        # Snapshot writing is synchronous on purpose: the state must not change under it.
-        self.snapshot()
+        # The state must not change while it is written: this partition's loop waits here (no
+        # apply runs), while the event loop, and so every other partition, keeps going.
+        await asyncio.to_thread(self.snapshot)
         await self.log.trim(self.state.applied_lsn + 1)
 
     def _dispatch(self, actions: Sequence[a.Action]) -> None:
