@@ -7,6 +7,7 @@ state and the same actions. The processor runs the actions after the command is 
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 
 from rstq.core import actions as a
@@ -31,6 +32,7 @@ from rstq.core.model import (
 from rstq.core.partitioning import partition_of
 
 Actions = list[a.Action]
+log = logging.getLogger(__name__)
 
 CANCELLED = (409, "cancelled")
 KILLED = (409, "killed")
@@ -39,7 +41,14 @@ KILLED = (409, "killed")
 def apply(state: PartitionState, env: c.Envelope, lsn: int | None = None) -> Actions:
     """Apply one durable command. `lsn` (when given) becomes the state's applied position."""
     out: Actions = []
-    _apply(state, env.ts_ms, env.command, out)
+    try:
+        _apply(state, env.ts_ms, env.command, out)
+    except Exception as e:  # noqa: BLE001 - a bad command must not stop the partition
+        # Deterministic all the same: replaying this command fails the same way. Bad input is
+        # checked before proposing; this net keeps one overlooked case from taking the whole
+        # partition (and its restart, which replays the command) down.
+        log.exception("command %s failed to apply", type(env.command).__name__)
+        out.append(a.Rejected(getattr(env.command, "invocation_id", ""), f"apply failed: {e!r}"))
     if lsn is not None:
         state.applied_lsn = lsn
     return out
@@ -403,12 +412,22 @@ def _command_effect(
             nt, raw = j.signal_notification(msg)
             _send(state, ts, target, c.Notify(target, nt, raw), out)
     elif t == j.COMPLETE_AWAKEABLE:
-        target, idx = ids.parse_awakeable(msg.awakeable_id)
+        try:
+            target, idx = ids.parse_awakeable(msg.awakeable_id)
+        except ids.IdError:
+            out.append(a.Rejected(inv.invocation_id, f"bad awakeable id {msg.awakeable_id!r}"))
+            return
         nt, raw = j.awakeable_completion(idx, msg)
         _send(state, ts, target, c.Notify(target, nt, raw), out)
     elif t in (j.ATTACH_INVOCATION, j.GET_INVOCATION_OUTPUT):
         target = j.attach_target_id(msg)
         mode = "attach" if t == j.ATTACH_INVOCATION else "output"
+        if not ids.is_invocation_id(target):  # answer, rather than leave the handler waiting
+            failure = (400, f"bad invocation id {target!r}")
+            note = (j.attach_completion if mode == "attach" else j.output_completion)(
+                msg.result_completion_id, None, failure)
+            _local_notify(state, inv, ts, note, out)
+            return
         _send(state, ts, target,
               c.AttachRequest(target, inv.invocation_id, msg.result_completion_id, mode), out)
     # Input, GetEager*, Run, custom commands: stored only.
@@ -617,7 +636,11 @@ def _timer_fired(state: PartitionState, ts: int, timer_id: str, out: Actions) ->
 
 def _send(state: PartitionState, ts: int, target_id: str, cmd: c.Command, out: Actions) -> None:
     """Deliver a command to the partition owning `target_id`: here at once, else via outbox."""
-    dest = partition_of(ids.partition_key_of(target_id), state.partitions)
+    try:
+        dest = partition_of(ids.partition_key_of(target_id), state.partitions)
+    except ids.IdError:
+        out.append(a.Rejected(target_id, "not an invocation id"))
+        return
     if dest == state.partition_id:
         _apply(state, ts, cmd, out)
         return

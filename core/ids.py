@@ -43,6 +43,14 @@ def partition_key_of(invocation_id: str) -> int:
     return pk
 
 
+def is_invocation_id(s: str) -> bool:
+    try:
+        partition_key_of(s)
+    except IdError:
+        return False
+    return True
+
+
 def target_partition_key(service: str, key: str | None) -> int:
     """Keyed targets hash to their key's partition; others get a random one."""
     if key is not None:

@@ -398,3 +398,21 @@ def test_notification_for_unknown_invocation_is_rejected() -> None:
     s = Sim()
     t, raw = j.sleep_completion(1)
     assert kinds(s(c.Notify(new_id(), t, raw))) == ["Rejected"]
+
+
+def test_bad_ids_from_a_handler_are_rejected_not_fatal() -> None:
+    s = Sim()
+    i = new_id()
+    s(invoke(i))
+    bad_awk = pm.CompleteAwakeableCommandMessage(awakeable_id="sign_1bogus",
+                                                 value=pm.Value(content=b"1"))
+    assert "Rejected" in kinds(s(entry(i, 1, bad_awk)))
+    bad_signal = pm.SendSignalCommandMessage(target_invocation_id="inv_nope", idx=17,
+                                             void=pm.Void())
+    assert "Rejected" in kinds(s(entry(i, 1, bad_signal)))
+    bad_attach = pm.AttachInvocationCommandMessage(invocation_id="garbage",
+                                                   result_completion_id=1)
+    assert kinds(s(entry(i, 1, bad_attach))) == ["ForwardNotification"]
+    note = pm.AttachInvocationCompletionNotificationMessage.decode(s.inv(i).journal[-1].raw)
+    assert note.failure is not None and note.failure.code == 400
+    assert s.inv(i).status == INVOKED and len(s.inv(i).journal) == 5
