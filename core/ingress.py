@@ -810,11 +810,17 @@ def parse_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+MAX_HEAD_BYTES = 400 * 1024
+
+
 async def start_runner(app: web.Application, bind: str) -> web.AppRunner:
     """Serve `app` on `bind`; the bound port is `bound_port(runner)`."""
     host, port = parse_bind(bind)
     # Short shutdown grace: attach requests may wait for hours, a stopping server must not.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    # Request heads up to hyper's buffer (~400 KiB, as restate-server accepts), not aiohttp's
+    # 8 KiB per line: a large token or tracing header must not turn into a 400.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0,
+                           max_line_size=MAX_HEAD_BYTES, max_field_size=MAX_HEAD_BYTES)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
