@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 venv: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/rstq server --data-dir $(DATA_DIR)
+	$(PY) examples/run.py --data-dir $(DATA_DIR)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check core query pgwire tracing sdk cli tests bench examples
