@@ -1,0 +1,87 @@
+"""Journal entries as sys_journal shows them: decoded once, rendered as names and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+from typing import Any, NamedTuple
+
+from rstq.sdk.protocol import messages as pm
+
+
+class EntryInfo(NamedTuple):
+    """What sys_journal needs from one entry, except `completed` (it changes later)."""
+
+    entry_type: str
+    name: str | None
+    invoked_target: str | None
+    sleep_wakeup_at: int | None
+    promise_name: str | None
+    entry_json: str
+    entry_lite_json: str
+    completion_id: int | None  # the result completion id, for commands that have one
+    is_command: bool
+
+
+def _kind_name(type_code: int, cls: type[pm.Message] | None) -> tuple[str, str]:
+    if pm.is_notification(type_code):
+        kind = "Notification"
+        name = cls.__name__.removesuffix("NotificationMessage") if cls else ""
+    else:
+        kind = "Command"
+        name = cls.__name__.removesuffix("CommandMessage") if cls else ""
+    if not name:
+        name = f"Custom(0x{type_code:04x})" if pm.is_custom_command(type_code) else \
+            f"Unknown(0x{type_code:04x})"
+    return kind, name
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        try:
+            return v.decode()
+        except UnicodeDecodeError:
+            return {"hex": v.hex()}
+    if isinstance(v, enum.Enum):
+        return v.name
+    if isinstance(v, tuple | list):
+        return [_jsonable(x) for x in v]
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _jsonable(getattr(v, f.name)) for f in dataclasses.fields(v)
+                if getattr(v, f.name) not in (None, "", b"", ())}
+    return v
+
+
+def describe(type_code: int, raw: bytes) -> EntryInfo:
+    cls = pm.MESSAGE_TYPES.get(type_code)
+    kind, name = _kind_name(type_code, cls)
+    msg: Any = None
+    body: Any
+    try:
+        msg = pm.decode_message(type_code, raw)
+        body = _jsonable(msg)
+    except Exception as e:  # a corrupt or unknown payload must not break the table
+        body = {"undecodable": str(e), "raw_hex": raw.hex()}
+    entry_name = getattr(msg, "entry_name", None) if isinstance(msg, pm.Command) else None
+    target = sleep_at = promise = None
+    if isinstance(msg, pm.CallCommandMessage | pm.OneWayCallCommandMessage):
+        target = (f"{msg.service_name}/{msg.key}/{msg.handler_name}" if msg.key
+                  else f"{msg.service_name}/{msg.handler_name}")
+    elif isinstance(msg, pm.SleepCommandMessage):
+        sleep_at = msg.wake_up_time
+    if isinstance(msg, pm.GetPromiseCommandMessage | pm.PeekPromiseCommandMessage
+                  | pm.CompletePromiseCommandMessage):
+        promise = msg.key
+    cid = getattr(msg, "result_completion_id", None) if isinstance(msg, pm.Command) else None
+    return EntryInfo(
+        entry_type=f"{kind}: {name}",
+        name=entry_name or None,
+        invoked_target=target,
+        sleep_wakeup_at=sleep_at,
+        promise_name=promise,
+        entry_json=json.dumps({kind: {name: body}}, separators=(",", ":"), ensure_ascii=False),
+        entry_lite_json=json.dumps({kind: {name: {}}}, separators=(",", ":")),
+        completion_id=cid if isinstance(cid, int) else None,
+        is_command=kind == "Command",
+    )

@@ -1,0 +1,203 @@
+"""Row builders: a partition's Python state to row tuples, in the declared column order.
+
+Each builder takes one key of a tracked dict of `PartitionState` and returns the rows that key
+contributes now (none when it is gone). They run on the partition's own thread (the event
+loop), so they see a state between two applied batches, never a half-applied one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rstq.core import model as m
+from rstq.core.partitioning import partition_key_for
+from rstq.query.entries import EntryInfo, describe
+
+Row = tuple[Any, ...]
+SERVER_VERSION = "rstq 0.1.0"
+
+_RAW_STATUS = {m.BACKING_OFF: "invoked"}
+_INVOKER_VIEW = (m.INVOKED, m.BACKING_OFF, m.PAUSED)  # rows of sys_invocation_state
+
+
+def computed_status(inv: m.Invocation, in_flight: bool) -> str:
+    """sys_invocation.status, as Restate's view computes it."""
+    s = inv.status
+    if s == m.INBOXED:
+        return "pending"
+    if s in (m.SCHEDULED, m.COMPLETED, m.SUSPENDED, m.PAUSED):
+        return s
+    if s == m.INVOKED and in_flight:
+        return "running"
+    if s == m.BACKING_OFF or inv.retry_count > 0:
+        return "backing-off"
+    return "ready"
+
+
+def _utf8(b: bytes | None) -> str | None:
+    if b is None:
+        return None
+    try:
+        return b.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _failure(f: tuple[int, str] | None) -> str | None:
+    return None if f is None else f"[{f[0]}] {f[1]}"
+
+
+def _type_name(code: int | None) -> str | None:
+    if code is None:
+        return None
+    return describe(code, b"").entry_type.split(": ", 1)[-1]
+
+
+def invocation_row(inv: m.Invocation, in_flight: bool) -> Row:
+    """One row of the invocation store (INVOCATION_STORE's column order)."""
+    keyed = inv.service_ty != "service"
+    caller_service = inv.caller_target.split("/", 1)[0] if inv.caller_target else None
+    completed = inv.status == m.COMPLETED
+    invoker = inv.status in _INVOKER_VIEW
+    running = in_flight and inv.status == m.INVOKED
+    waiting = inv.status == m.SUSPENDED
+    return (
+        inv.partition_key, inv.invocation_id, None, inv.target, inv.service,
+        inv.key if keyed else None, inv.handler, inv.service_ty, None, None,
+        inv.idempotency_key, inv.invoked_by, caller_service, inv.caller_id, None,
+        inv.caller_target, None, inv.deployment_id or None, inv.protocol_version or None,
+        inv.trace_id or None, len(inv.journal), inv.journal_commands,
+        inv.created_at, SERVER_VERSION, inv.modified_at, inv.inboxed_at,
+        inv.created_at if inv.execute_at is not None else None, inv.execute_at,
+        inv.running_at, inv.completed_at,
+        inv.completion_retention_ms, inv.journal_retention_ms,
+        inv.waiting_completions if waiting else None,
+        inv.waiting_signals if waiting else None,
+        (inv.waiting_future_json or None) if waiting else None,
+        # invoker view (NULL outside it, as Restate's RIGHT JOIN gives)
+        running if invoker else None,
+        inv.retry_count if invoker else None,
+        inv.last_start_at if invoker else None,
+        inv.next_retry_at if invoker else None,
+        (inv.deployment_id or None) if invoker else None,
+        None,
+        inv.last_failure if invoker else None,
+        (str(inv.last_failure_code) if inv.last_failure_code is not None else None)
+        if invoker else None,
+        None, None, None,
+        inv.last_failure_command_index if invoker else None,
+        inv.last_failure_command_name if invoker else None,
+        _type_name(inv.last_failure_command_type) if invoker else None,
+        None,
+        computed_status(inv, running),
+        ("failure" if inv.output_failure is not None else "success") if completed else None,
+        _failure(inv.output_failure) if completed else None,
+        _RAW_STATUS.get(inv.status, inv.status),
+    )
+
+
+class JournalRows:
+    """sys_journal rows per invocation, decoding each entry only once while it is live."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[m.JournalEntry, list[EntryInfo]]] = {}
+        self.decoded = 0  # entries decoded (a counter for tests and benchmarks)
+
+    def rows(self, inv: m.Invocation | None, inv_id: str) -> list[Row]:
+        if inv is None or not inv.journal:
+            self._cache.pop(inv_id, None)
+            return []
+        journal = inv.journal
+        cached = self._cache.get(inv_id)
+        infos: list[EntryInfo]
+        if cached is not None and cached[0] is journal[0] and len(cached[1]) <= len(journal):
+            infos = cached[1]
+        else:
+            infos = []
+        for e in journal[len(infos):]:
+            infos.append(describe(e.entry_type, e.raw))
+            self.decoded += 1
+        if inv.status == m.COMPLETED:
+            self._cache.pop(inv_id, None)  # final: its rows will not change again
+        else:
+            self._cache[inv_id] = (journal[0], infos)
+        done = inv.completed_ids
+        pk = inv.partition_key
+        out: list[Row] = []
+        for i, (e, info) in enumerate(zip(journal, infos, strict=False)):
+            cid = info.completion_id
+            out.append((
+                pk, inv_id, i, info.entry_type, info.name,
+                (cid in done) if cid is not None else None,
+                e.callee_id, info.invoked_target, info.sleep_wakeup_at, info.promise_name,
+                e.raw, len(e.raw), 2, info.entry_json, info.entry_lite_json, e.appended_at,
+            ))
+        return out
+
+
+def kv_rows(state: m.PartitionState, key: tuple[str, str]) -> list[Row]:
+    kv = dict.get(state.kv, key)
+    if not kv:
+        return []
+    service, skey = key
+    pk = partition_key_for(service, skey)
+    out: list[Row] = []
+    for k, v in kv.items():
+        out.append((pk, None, service, skey, _utf8(k) or k.hex(), len(k), _utf8(v), v, len(v)))
+    return out
+
+
+def inbox_rows(state: m.PartitionState, key: tuple[str, str]) -> list[Row]:
+    queue = dict.get(state.inboxes, key)
+    if not queue:
+        return []
+    pk = partition_key_for(*key)
+    out: list[Row] = []
+    for inv_id in queue:
+        seq = state.inbox_seqs.get(inv_id)
+        inv = dict.get(state.invocations, inv_id)
+        if seq is None or inv is None or inv.status != m.INBOXED:
+            continue
+        out.append((pk, key[0], key[1], inv_id, seq, inv.inboxed_at))
+    return out
+
+
+def lock_rows(state: m.PartitionState, key: tuple[str, str]) -> list[Row]:
+    holder = dict.get(state.locks, key)
+    if holder is None:
+        return []
+    return [(partition_key_for(*key), key[0], key[1], holder)]
+
+
+def timer_rows(state: m.PartitionState, key: str) -> list[Row]:
+    t = dict.get(state.timers, key)
+    if t is None:
+        return []
+    inv = dict.get(state.invocations, t.invocation_id)
+    pk = inv.partition_key if inv is not None else None
+    return [(pk, t.timer_id, t.kind, t.invocation_id, t.fire_at,
+             t.completion_id if t.kind == "sleep" else None,
+             t.epoch if t.kind == "retry" else None)]
+
+
+def promise_rows(state: m.PartitionState, key: tuple[str, str, str]) -> list[Row]:
+    p = dict.get(state.promises, key)
+    if p is None:
+        return []
+    value = p.value if p.completed and p.failure is None else None
+    return [(partition_key_for(key[0], key[1]), None, key[0], key[1], key[2], p.completed,
+             value, _utf8(value), _failure(p.failure) if p.completed else None)]
+
+
+def idempotency_rows(state: m.PartitionState, key: tuple[str, str, str, str]) -> list[Row]:
+    inv_id = dict.get(state.idempotency, key)
+    if inv_id is None:
+        return []
+    service, skey, handler, ikey = key
+    inv = dict.get(state.invocations, inv_id)
+    pk = inv.partition_key if inv is not None else partition_key_for(service, skey or ikey)
+    return [(pk, service, skey or None, handler, ikey, inv_id)]
+
+
+RowBuilder = Callable[[m.PartitionState, Any], list[Row]]

@@ -1,0 +1,118 @@
+"""Where snapshots come from: the partitions (and the schema) of a server, or bare states.
+
+`Materializer.snapshot(...)` must run on the thread that owns the states (the server's event
+loop): it reads them between two applied batches. It returns the previous `Snapshot` object
+when nothing changed, so idle queries cost nothing here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from rstq.core.model import PartitionState
+from rstq.core.partitioning import MAX_PARTITION_KEY
+from rstq.query import tables as t
+from rstq.query.views import STORES, PartitionViews, Snapshot, to_batch
+
+if TYPE_CHECKING:
+    from rstq.core.schema import Schema
+    from rstq.core.server import Server
+
+
+@dataclass(frozen=True)
+class PartitionSource:
+    """One partition as the query layer reads it."""
+
+    state: PartitionState
+    version: int | None = None  # None: unknown, always look for changes
+    durable_lsn: int | None = None
+    first_lsn: int | None = None
+    snapshot_lsn: int | None = None
+
+
+class Materializer:
+    def __init__(self, in_flight: Callable[[str], bool] | None = None) -> None:
+        # An INVOKED invocation is `running` when an attempt runs, else `ready`.
+        self.in_flight = in_flight or (lambda _id: False)
+        self.views: list[PartitionViews] = []
+        self._snapshot: Snapshot | None = None
+        self._schema_key: tuple[int, int] | None = None
+        self._schema_tables: dict[str, pa.RecordBatch] = {}
+        self._partition_key: tuple[object, ...] | None = None
+        self.generation = 0
+
+    def snapshot(self, parts: Sequence[PartitionSource], schema: Schema | None = None
+                 ) -> Snapshot:
+        while len(self.views) < len(parts):
+            self.views.append(PartitionViews(len(self.views)))
+        changed = False
+        for pv, src in zip(self.views, parts, strict=False):
+            changed |= pv.refresh(src.state, src.version, self.in_flight)
+        skey = (id(schema), schema.version) if schema is not None else (0, 0)
+        if skey != self._schema_key:
+            self._schema_key = skey
+            self._schema_tables = schema_tables(schema)
+            changed = True
+        pkey = tuple((s.state.applied_lsn, s.durable_lsn, s.first_lsn, s.snapshot_lsn,
+                      len(s.state.invocations)) for s in parts)
+        if pkey != self._partition_key:
+            self._partition_key = pkey
+            changed = True
+        if not changed and self._snapshot is not None:
+            return self._snapshot
+        self.generation += 1
+        small = dict(self._schema_tables)
+        small[t.SYS_PARTITION.name] = partition_table(parts, self.views)
+        small[t.SYS_JOURNAL_EVENTS.name] = to_batch(t.SYS_JOURNAL_EVENTS.schema, [])
+        stores = {s.name: tuple(pv.lanes[s.name].nodes for pv in self.views[:len(parts)])
+                  for s in STORES}
+        self._snapshot = Snapshot(self.generation, stores, small,
+                                  tuple(p.version for p in parts))
+        return self._snapshot
+
+
+def schema_tables(schema: Schema | None) -> dict[str, pa.RecordBatch]:
+    services = []
+    deployments = []
+    if schema is not None:
+        for s in sorted(schema.services.values(), key=lambda s: s.name):
+            services.append((s.name, s.revision, s.public, s.ty, s.deployment_id))
+        for d in sorted(schema.deployments.values(), key=lambda d: d.created_at):
+            deployments.append((d.deployment_id, "http", d.uri, d.created_at,
+                                d.manifest.min_protocol_version,
+                                d.manifest.max_protocol_version, d.services))
+    return {
+        t.SYS_SERVICE.name: to_batch(t.SYS_SERVICE.schema, services),
+        t.SYS_DEPLOYMENT.name: to_batch(t.SYS_DEPLOYMENT.schema, deployments),
+    }
+
+
+def partition_table(parts: Sequence[PartitionSource], views: Sequence[PartitionViews]
+                    ) -> pa.RecordBatch:
+    n = len(parts)
+    rows = []
+    for i, src in enumerate(parts):
+        start = -(-(i << 64) // n)  # ceil: partition_of(pk) = (pk * n) >> 64
+        end = min(-(-((i + 1) << 64) // n) - 1, MAX_PARTITION_KEY)
+        st = src.state
+        rows.append((i, start, end, st.applied_lsn, src.durable_lsn, src.first_lsn,
+                     src.snapshot_lsn, 1, "local", len(st.invocations),
+                     views[i].version if i < len(views) else None))
+    return to_batch(t.SYS_PARTITION.schema, rows)
+
+
+def server_sources(server: Server) -> list[PartitionSource]:
+    return [PartitionSource(p.state, p.version, p.log.durable_lsn, p.log.first_lsn,
+                            p.stats.snapshot_lsn) for p in server.processors]
+
+
+def server_in_flight(server: Server) -> Callable[[str], bool]:
+    """With an invoker, an INVOKED invocation's attempt starts as soon as it is applied."""
+
+    def in_flight(_inv_id: str) -> bool:
+        return server.attempt_handler is not None
+
+    return in_flight
