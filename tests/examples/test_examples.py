@@ -35,7 +35,7 @@ from tests.support.restate_server import REPO_ROOT, free_port
 from tests.support.service_proc import ServiceProcess
 
 EXAMPLES_APP = "examples.app:app"
-EXAMPLE_SERVERS = ["restate"]  # e.g. ["restate", "rstq"] once rstq has a factory
+EXAMPLE_SERVERS = ["restate", "rstq"]  # the examples must behave the same on both
 
 T = TypeVar("T")
 
