@@ -265,27 +265,30 @@ class Catalog:
         for o in wanted:
             add(o, 0)
         rows.sort(key=lambda r: -int(r["depth"]))
-        cols: dict[str, tuple[pa.DataType, list[Any]]] = {
-            "oid": (pa.int64(), []), "ns": (pa.string(), []), "name": (pa.string(), []),
-            "kind": (pa.binary(), []), "basetype": (pa.int64(), []),
-            "elemtype": (pa.int64(), []), "elemdelim": (pa.string(), []),
-            "range_subtype": (pa.int64(), []), "attrtypoids": (pa.list_(pa.int64()), []),
-            "attrnames": (pa.list_(pa.string()), []), "depth": (pa.int32(), []),
-            "basetype_name": (pa.string(), []), "elemtype_name": (pa.string(), []),
-            "range_subtype_name": (pa.string(), []),
-        }
+        u32, s = pa.uint32(), pa.string()
+        fields = [
+            T.pg_field("oid", u32, T.OID), T.pg_field("ns", s, T.NAME),
+            T.pg_field("name", s, T.NAME), T.pg_field("kind", s, T.CHAR),
+            T.pg_field("basetype", u32, T.OID), T.pg_field("elemtype", u32, T.OID),
+            T.pg_field("elemdelim", s, T.CHAR), T.pg_field("range_subtype", u32, T.OID),
+            T.pg_field("attrtypoids", pa.list_(u32), 1028),
+            T.pg_field("attrnames", pa.list_(s), 1009), pa.field("depth", pa.int32()),
+            pa.field("basetype_name", s), pa.field("elemtype_name", s),
+            pa.field("range_subtype_name", s),
+        ]
         for r in rows:
-            for k in cols:
-                cols[k][1].append(r[k])
-        return _table(cols)
+            r["kind"] = r["kind"].decode()
+        return pa.Table.from_pylist(rows, schema=pa.schema(fields))
 
     def _asyncpg_type_by_name(self, q: str, sql: str, params: Sequence[Any]) -> pa.Table:
         name = str(params[0]) if params else ""
         oid = T.TYPE_BY_NAME.get(name)
         rows = [] if oid is None else [oid]
-        return _table({"oid": (pa.int64(), rows),
-                       "elemtype": (pa.int64(), [T.TYPES[o].elem for o in rows]),
-                       "kind": (pa.binary(), [b"b" for _ in rows])})
+        schema = pa.schema([T.pg_field("oid", pa.uint32(), T.OID),
+                            T.pg_field("elemtype", pa.uint32(), T.OID),
+                            T.pg_field("kind", pa.string(), T.CHAR)])
+        return pa.Table.from_pylist([{"oid": o, "elemtype": T.TYPES[o].elem, "kind": "b"}
+                                     for o in rows], schema=schema)
 
 
 def _split_select(s: str) -> list[str]:

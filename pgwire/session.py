@@ -553,7 +553,7 @@ class Session:
         out = []
         for i, f in enumerate(schema):
             fmt = formats[0] if len(formats) == 1 else (formats[i] if i < len(formats) else 0)
-            out.append(T.field_for(f.name, f.type, fmt))
+            out.append(T.field_for(f.name, f.type, fmt, f.metadata))
         return out
 
     def _send_rows(self, table: pa.Table, fields: list[m.Field], start: int,

@@ -98,6 +98,18 @@ def rewrite_session_functions(sql: str, settings: Mapping[str, str],
         text = m.group("fn")
         if text is None:
             return m.group(0)
+        value = literal(m, text)
+        # a bare select item keeps Postgres' column name (`SELECT version()` -> "version")
+        before = m.string[:m.start()].rstrip().lower()
+        after = m.string[m.end():].lstrip().lower()
+        if (before.endswith(("select", ",")) and (after == "" or after.startswith((",", ";"))
+                                                   or re.match(r"from\b", after))):
+            name = re.match(r"(?:pg_catalog\s*\.\s*)?(\w+)", text, re.I)
+            assert name is not None
+            return f'{value} AS "{name.group(1).lower()}"'
+        return value
+
+    def literal(m: re.Match[str], text: str) -> str:
         low = re.sub(r"\s+", "", text.lower()).removeprefix("pg_catalog.")
         if low.startswith("version("):
             return _sql_literal(settings["__version"])

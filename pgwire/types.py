@@ -78,7 +78,8 @@ TYPE_BY_NAME.update({
     "string": 25, "character": 1042,
 })
 
-BOOL, BYTEA, INT8, INT2, INT4, TEXT, OID, JSON = 16, 17, 20, 21, 23, 25, 26, 114
+BOOL, BYTEA, CHAR, NAME, INT8, INT2, INT4, TEXT, OID = 16, 17, 18, 19, 20, 21, 23, 25, 26
+JSON = 114
 FLOAT4, FLOAT8, UNKNOWN, VARCHAR, DATE, TIME = 700, 701, 705, 1043, 1082, 1083
 TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID, JSONB = 1114, 1184, 1186, 1700, 2950, 3802
 
@@ -139,8 +140,17 @@ def pg_type_of(t: pa.DataType) -> int:
     return JSON
 
 
-def field_for(name: str, t: pa.DataType, fmt: int) -> Field:
-    oid = pg_type_of(t)
+PG_OID_KEY = b"pg_oid"
+
+
+def pg_field(name: str, t: pa.DataType, oid: int) -> pa.Field:
+    """An Arrow field served as an explicit Postgres type (e.g. oid, "char", name)."""
+    return pa.field(name, t, metadata={PG_OID_KEY: str(oid).encode()})
+
+
+def field_for(name: str, t: pa.DataType, fmt: int, meta: dict[bytes, bytes] | None = None
+              ) -> Field:
+    oid = int(meta[PG_OID_KEY]) if meta and PG_OID_KEY in meta else pg_type_of(t)
     pt = TYPES.get(oid)
     return Field(name, oid, pt.length if pt else -1, -1, fmt)
 
@@ -306,6 +316,8 @@ def scalar_binary(v: Any, oid: int) -> bytes:
 
 
 def array_binary(values: list[Any], elem: int) -> bytes:
+    if not values:
+        return struct.pack("!iiI", 0, 0, elem)
     has_null = any(v is None for v in values)
     parts = [struct.pack("!iiIii", 1, 1 if has_null else 0, elem, len(values), 1)]
     for v in values:
@@ -373,7 +385,7 @@ def encode_cells(arr: Arr, oid: int, fmt: int) -> Arr:
     if fmt == 0:
         if oid == BOOL:
             return pc.if_else(arr, pa.scalar(b"t"), pa.scalar(b"f"))
-        if oid in (INT2, INT4, INT8, NUMERIC, DATE, TIME) and not pa.types.is_floating(t):
+        if oid in (INT2, INT4, INT8, OID, NUMERIC, DATE, TIME) and not pa.types.is_floating(t):
             return pc.cast(arr, pa.string()).cast(pa.binary())
         if oid in (FLOAT4, FLOAT8):
             s = pc.cast(arr, pa.string())
@@ -381,7 +393,7 @@ def encode_cells(arr: Arr, oid: int, fmt: int) -> Arr:
             s = pc.replace_substring_regex(s, "^-inf$", "-Infinity")
             s = pc.replace_substring_regex(s, "^nan$", "NaN")
             return s.cast(pa.binary())
-        if oid == TEXT and pa.types.is_string(t):
+        if oid in (TEXT, CHAR, NAME, VARCHAR, JSON) and pa.types.is_string(t):
             return arr.cast(pa.binary())
         if oid == BYTEA:
             return _per_value(arr, lambda v: b"\\x" + v.hex().encode())
@@ -390,13 +402,16 @@ def encode_cells(arr: Arr, oid: int, fmt: int) -> Arr:
                 arr = pc.cast(arr, pa.timestamp("us", t.tz), safe=False)
             if oid == TIMESTAMPTZ:
                 arr = pc.cast(arr, pa.timestamp("us", "UTC"))
-                s = pc.strftime(arr, "%Y-%m-%d %H:%M:%S")
-                return pc.binary_join_element_wise(s, "+00", "").cast(pa.binary())
-            return pc.strftime(arr, "%Y-%m-%d %H:%M:%S").cast(pa.binary())
+            s = pc.strftime(arr, "%Y-%m-%d %H:%M:%S")
+            s = pc.replace_substring_regex(s, r"\.?0+$", "")  # 12:00:00.500000 -> 12:00:00.5
+            if oid == TIMESTAMPTZ:
+                s = pc.binary_join_element_wise(s, "+00", "")
+            return s.cast(pa.binary())
         return _per_value(arr, lambda v: scalar_text(v, oid).encode("utf-8"))
     # binary
-    if oid in (INT2, INT4, INT8):
-        target, w = {INT2: (pa.int16(), 2), INT4: (pa.int32(), 4), INT8: (pa.int64(), 8)}[oid]
+    if oid in (INT2, INT4, INT8, OID):
+        target, w = {INT2: (pa.int16(), 2), INT4: (pa.int32(), 4), INT8: (pa.int64(), 8),
+                     OID: (pa.uint32(), 4)}[oid]
         a = pc.cast(arr, target, safe=False)
         return _with_validity(_bswap(a, w).cast(pa.binary()), arr)
     if oid in (FLOAT4, FLOAT8):
@@ -415,7 +430,8 @@ def encode_cells(arr: Arr, oid: int, fmt: int) -> Arr:
     if oid == DATE and pa.types.is_date32(t):
         a = pc.subtract(pc.cast(arr, pa.int32()), PG_EPOCH_DAYS)
         return _with_validity(_bswap(a, 4).cast(pa.binary()), arr)
-    if oid in (TEXT, BYTEA, JSON) and (pa.types.is_string(t) or pa.types.is_binary(t)):
+    if oid in (TEXT, BYTEA, JSON, CHAR, NAME, VARCHAR) and (pa.types.is_string(t)
+                                                           or pa.types.is_binary(t)):
         return arr.cast(pa.binary())
     if pa.types.is_fixed_size_binary(t):
         return arr.cast(pa.binary())
