@@ -132,10 +132,10 @@ class Invocation:
             if best != 0:
                 return best
             if self._running == 0:
-                vm.awaiting_on(handles)
                 if vm.input_closed:
                     vm.suspend(handles)
                     raise SuspendedException()
+                vm.awaiting_on(handles)  # as restate-sdk: only while the stream is open
             await self.shell.wait_progress()
 
     def _cancelled(self) -> None:

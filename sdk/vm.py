@@ -94,8 +94,8 @@ def _now_ms() -> int:
 
 # Fields that legitimately differ between the original run and a replay.
 _VOLATILE: Final[dict[type, dict[str, Any]]] = {
-    SleepCommandMessage: {"wake_up_time": 0, "name": ""},
-    OneWayCallCommandMessage: {"invoke_time": 0, "name": ""},
+    SleepCommandMessage: {"wake_up_time": 0},
+    OneWayCallCommandMessage: {"invoke_time": 0},
 }
 
 
@@ -104,10 +104,8 @@ def _same_command(recorded: Command, new: Command) -> bool:
         return False
     if recorded == new:
         return True
-    blank = _VOLATILE.get(type(new), {"name": ""})
-    if type(new) is SendSignalCommandMessage:
-        blank = {"entry_name": ""}
-    return bool(recorded.replace(**blank) == new.replace(**blank))
+    blank = _VOLATILE.get(type(new))
+    return blank is not None and recorded.replace(**blank) == new.replace(**blank)
 
 
 class VM:
