@@ -53,6 +53,8 @@ PROTOCOL_VIOLATION = 571
 T = pm.MessageType
 _STATE_WRITES = {T.SET_STATE_COMMAND, T.CLEAR_STATE_COMMAND, T.CLEAR_ALL_STATE_COMMAND}
 _PROMISE_COMMANDS = {T.GET_PROMISE_COMMAND, T.PEEK_PROMISE_COMMAND, T.COMPLETE_PROMISE_COMMAND}
+# Request headers whose values differ per attempt: kept out of the HPACK dynamic table.
+_UNIQUE_HEADERS = frozenset({"x-restate-invocation-id", "x-restate-service-key"})
 
 
 class AttemptError(Exception):
@@ -233,7 +235,8 @@ class Invoker:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
                 connector=aiohttp.TCPConnector(limit=0))
-        async with self._http.post(url, data=body, headers=headers) as resp:
+        async with self._http.post(url, data=body, headers=headers,
+                                   skip_auto_headers=("User-Agent", "Accept-Encoding")) as resp:
             await self._check_response(resp.status, resp.headers.get("content-type"),
                                        att.version, resp.content.read)
             await self._consume(att, proc, resp.content.iter_any())
@@ -242,7 +245,8 @@ class Invoker:
                           headers: dict[str, str], body: bytes,
                           settings: EffectiveSettings) -> None:
         host, port, path = h2c.split_url(url)
-        stream = await self._h2.request(host, port, "POST", path, headers)
+        stream = await self._h2.request(host, port, "POST", path, headers,
+                                        never_index=_UNIQUE_HEADERS)
         att.push = asyncio.Queue()
         pusher = asyncio.get_running_loop().create_task(
             self._push(att, proc, stream, body, settings.inactivity_timeout_ms / 1000))
