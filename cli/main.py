@@ -74,5 +74,9 @@ def _host(bind: str, port: int | None) -> str:
     return f"{host}:{port}" if port is not None else bind
 
 
+from rstq.cli.sql import sql  # noqa: E402
+
+main.add_command(sql)
+
 if __name__ == "__main__":
     main()

@@ -6,7 +6,8 @@
   `POST /services/{name}/state` (replace an object's state, for `rstq state set`);
 - `PATCH /invocations/{id}/cancel|kill|purge|pause|resume`, deprecated
   `DELETE /invocations/{id}?mode=cancel|kill|purge`;
-- `GET /health`, `GET /version`.
+- `GET /health`, `GET /version`;
+- `POST /query` (SQL, Restate-compatible; rstq.query.http).
 
 Errors are `{"message", "restate_code"}` as restate's MetaApiError; request-shape errors are
 plain text, as axum's extractors answer them. With `RSTQ_ADMIN_TOKEN` (or the server config's
@@ -611,6 +612,9 @@ def make_admin_app(server: Server) -> web.Application:
     r.add_post("/services/{service}/state", admin.modify_state)
     r.add_patch("/invocations/{invocation}/{op}", admin.invocation_op)
     r.add_delete("/invocations/{invocation}", admin.delete_invocation)
+    from rstq.query.http import add_routes  # SQL: POST /query (imports DataFusion)
+
+    add_routes(app, server)
     return app
 
 

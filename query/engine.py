@@ -18,7 +18,7 @@ import concurrent.futures
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,6 +27,9 @@ from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 from rstq.query import tables as t
 from rstq.query.api import QueryError, TableDef
 from rstq.query.views import Node, Snapshot, to_batch
+
+if TYPE_CHECKING:
+    from rstq.query.source import Materializer
 
 T = TypeVar("T")
 CATALOG = "restate"
@@ -166,6 +169,7 @@ class Engine:
         # Hooks for other layers (e.g. pg_catalog for the Postgres wire server).
         self.extra_schemas: dict[str, Callable[[], SchemaProvider]] = {}
         self.context_hooks: list[Callable[[SessionContext], None]] = []
+        self.materializer: Materializer | None = None  # set when it reads a server
         self.queries = 0
         self.tables_built = 0
 

@@ -135,8 +135,9 @@ SYS_INVOCATION_STATUS = TableDef(
     "sys_invocation_status",
     "The stored status of every invocation (live and retained completed ones).",
     (*_inv("partition_key", "id", "vqueue_id"), RAW_STATUS,
-     *_inv("completion_result", "completion_failure"),
-     *_inv(*_STATUS_COLUMNS[2:])),
+     *_inv("completion_result", "completion_failure", *_STATUS_COLUMNS[2:10], "invoked_by",
+           "invoked_by_id", "invoked_by_subscription_id", "invoked_by_service_name",
+           *_STATUS_COLUMNS[14:])),
 )
 
 SYS_INVOCATION_STATE = TableDef(

@@ -1,0 +1,121 @@
+"""`POST /query` on the admin API, compatible with Restate 1.7's.
+
+Body `{"query": "<SQL>"}`. The answer is an Arrow IPC stream
+(`application/vnd.apache.arrow.stream`) unless the request accepts `application/json`, then
+`{"rows": [{column: value, ...}, ...]}` with timestamps as RFC 3339 (`…Z`), durations as ISO 8601
+(`PT86400S`) and bytes as hex, as Restate renders them. A query that fails answers 500
+`{"message": "Datafusion error: …", "sqlstate": …}` (Restate's status and shape; `sqlstate` is
+ours); a malformed request answers 400 `{"message": …}`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import weakref
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+from aiohttp import web
+from rstq.query.api import QueryError
+from rstq.query.engine import Engine, Limits
+from rstq.query.source import Materializer, server_in_flight, server_sources
+
+if TYPE_CHECKING:
+    from rstq.core.server import Server
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+_engines: weakref.WeakKeyDictionary[Server, Engine] = weakref.WeakKeyDictionary()
+
+
+def engine_for(server: Server, limits: Limits | None = None) -> Engine:
+    """The server's query engine (one per server; created on first use, on its loop)."""
+    eng = _engines.get(server)
+    if eng is None:
+        import asyncio
+
+        mat = Materializer(server_in_flight(server))
+        meta = server.meta
+
+        def snapshot() -> Any:
+            return mat.snapshot(server_sources(server), meta.schema if meta else None)
+
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        eng = Engine(snapshot, loop, limits)
+        eng.materializer = mat
+        _engines[server] = eng
+    return eng
+
+
+def json_value(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(dt.UTC).replace(tzinfo=None)
+        return v.isoformat(timespec="milliseconds") + "Z"
+    if isinstance(v, dt.timedelta):
+        secs = v.total_seconds()
+        return f"PT{secs:g}S" if secs != int(secs) else f"PT{int(secs)}S"
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, list):
+        return [json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {k: json_value(x) for k, x in v.items()}
+    return v
+
+
+def rows_json(table: pa.Table) -> list[dict[str, Any]]:
+    return [{k: json_value(v) for k, v in row.items()} for row in table.to_pylist()]
+
+
+def arrow_stream(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _error(status: int, message: str, sqlstate: str | None = None) -> web.Response:
+    doc: dict[str, Any] = {"message": message}
+    if sqlstate is not None:
+        doc["sqlstate"] = sqlstate
+    return web.json_response(doc, status=status)
+
+
+def make_handler(server: Server) -> Any:
+    async def query(request: web.Request) -> web.Response:
+        try:
+            doc = json.loads(await request.read() or b"null")
+        except ValueError as e:
+            return _error(400, f"Failed to parse the request body as JSON: {e}")
+        if not isinstance(doc, dict) or not isinstance(doc.get("query"), str):
+            return _error(400, 'Expected a JSON body {"query": "<SQL>"}')
+        try:
+            table = await engine_for(server).sql_async(doc["query"])
+        except QueryError as e:
+            return _error(500, f"Datafusion error: {e}", e.sqlstate)
+        accept = request.headers.get("accept", "")
+        if "application/json" in accept and ARROW_STREAM not in accept:
+            body = json.dumps({"rows": rows_json(table)}, separators=(",", ":"),
+                              ensure_ascii=False)
+            return web.Response(body=body.encode(), content_type="application/json")
+        return web.Response(body=arrow_stream(table), content_type=ARROW_STREAM)
+
+    return query
+
+
+def add_routes(app: web.Application, server: Server) -> None:
+    """`POST /query` and `POST /v4/query` (the path Restate's CLI uses)."""
+    handler = make_handler(server)
+    app.router.add_post("/query", handler)
+    app.router.add_post("/v4/query", handler)
+
+    async def close(_app: web.Application) -> None:
+        eng = _engines.pop(server, None)
+        if eng is not None:
+            eng.close()
+
+    app.on_cleanup.append(close)
