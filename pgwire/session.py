@@ -12,6 +12,7 @@ import re
 import secrets
 import struct
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ class PgError(Exception):
 class Statement:
     sql: str
     param_oids: list[int]
+    # A parameterless statement that Describe had to run: its result serves the next Bind.
+    described: pa.Table | None = None
+    described_at: float = 0.0
 
 
 @dataclass
@@ -173,12 +177,15 @@ class Session:
         if isinstance(msg, m.Flush):
             self.out.flush()
             return True
+        if isinstance(msg, m.Query | m.Describe | m.Execute):
+            self._cancelled = False  # a cancel only applies to a running statement
         if isinstance(msg, m.Query):
             self.skip_until_sync = False
-            self._cancelled = False
             self._simple_query(msg.sql)
             self._ready()
             return True
+        if isinstance(msg, m.Unsupported) and msg.type not in ("d", "c", "f"):
+            raise PgError("08P01", f"invalid frontend message type {ord(msg.type[0])}", "FATAL")
         if self.skip_until_sync:
             return True
         try:
@@ -189,7 +196,6 @@ class Session:
             elif isinstance(msg, m.Describe):
                 self._describe(msg)
             elif isinstance(msg, m.Execute):
-                self._cancelled = False
                 self._execute(msg)
             elif isinstance(msg, m.Close):
                 (self.statements if msg.kind == "S" else self.portals).pop(msg.name, None)
@@ -334,7 +340,12 @@ class Session:
             except (ValueError, UnicodeDecodeError, struct.error, ArithmeticError) as e:
                 raise PgError("22P02", f"invalid input for parameter ${i + 1} "
                               f"({T.format_type(oid)}): {e}") from e
-        self.portals[msg.portal] = Portal(stmt, params, msg.result_formats)
+        portal = Portal(stmt, params, msg.result_formats)
+        if stmt.described is not None and time.monotonic() - stmt.described_at < 2.0:
+            portal.result = Result("SELECT", stmt.described)
+            portal.fields = self._fields(stmt.described.schema, msg.result_formats)
+            stmt.described = None
+        self.portals[msg.portal] = portal
         self.out.write(m.bind_complete())
 
     def _describe(self, msg: m.Describe) -> None:
@@ -405,6 +416,8 @@ class Session:
             except PgError:
                 pass
         table = self._run_statement(stmt.sql, nulls).table
+        if not nulls:
+            stmt.described, stmt.described_at = table, time.monotonic()
         return None if table is None else table.schema
 
     # --- statements ------------------------------------------------------------------------------
@@ -585,6 +598,7 @@ class Session:
             fut.add_done_callback(lambda _: wake.set())
             wake.wait()
             if not fut.done():
+                self._cancelled = False
                 raise Cancelled()
             return fut.result()
         finally:

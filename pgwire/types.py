@@ -143,7 +143,7 @@ def pg_type_of(t: pa.DataType) -> int:
 PG_OID_KEY = b"pg_oid"
 
 
-def pg_field(name: str, t: pa.DataType, oid: int) -> pa.Field:
+def pg_field(name: str, t: pa.DataType, oid: int) -> pa.Field[Any]:
     """An Arrow field served as an explicit Postgres type (e.g. oid, "char", name)."""
     return pa.field(name, t, metadata={PG_OID_KEY: str(oid).encode()})
 
@@ -211,7 +211,8 @@ def scalar_text(v: Any, oid: int) -> str:
             return "NaN"
         if v in (float("inf"), float("-inf")):
             return "Infinity" if v > 0 else "-Infinity"
-        return repr(v)
+        r = repr(v)
+        return r[:-2] if r.endswith(".0") else r
     if oid == INTERVAL:
         return interval_text(v)
     if isinstance(v, list):

@@ -102,6 +102,8 @@ def _sqlstate(msg: str) -> str:
 class TestEngine:
     """QueryEngine over DataFusion; `pg_sleep(s)` sleeps (for cancel tests)."""
 
+    __test__ = False
+
     def __init__(self, tables: dict[str, pa.Table] | None = None) -> None:
         self.ctx = SessionContext(SessionConfig().with_information_schema(True))
         self.data = tables or sample_data()

@@ -16,7 +16,8 @@ from psycopg import errors
 
 def test_seed_query(dsn: str) -> None:
     with psycopg.connect(dsn) as c:
-        rows = c.execute("SELECT service, method, id, status FROM sys_status ORDER BY id").fetchall()
+        q = "SELECT service, method, id, status FROM sys_status ORDER BY id"
+        rows = c.execute(q).fetchall()
         assert rows[0] == ("Greeter", "greet", "inv_1", "completed")
         assert len(rows) == 3
         assert c.info.server_version == 160004
