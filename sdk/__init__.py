@@ -5,6 +5,7 @@ see :mod:`.context` for the handler API and :func:`app` for serving.
 """
 
 from .asgi import RestateApp, app
+from .client import AsyncClient, Client, NotReady, SendResult
 from .combinators import as_completed, gather, select, wait_completed
 from .context import (
     Context,
@@ -33,6 +34,10 @@ from .serde import BytesSerde, DefaultSerde, JsonSerde, Serde
 from .service import Service, VirtualObject, Workflow
 
 __all__ = [
+    "AsyncClient",
+    "Client",
+    "NotReady",
+    "SendResult",
     "BytesSerde",
     "Context",
     "DefaultSerde",

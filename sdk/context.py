@@ -218,15 +218,16 @@ class Context:
         return self._send(tpe, arg, key, send_delay, idempotency_key, headers)
 
     # ----------------------------------------------------------------- typed proxies
-    def rpc(self, api: type[S], key: str | None = None,
+    def rpc(self, api: Callable[..., S], key: str | None = None,
             idempotency_key: str | None = None) -> S:
         """Typed request-response proxy: ``await ctx.rpc(TicketApi, key).reserve(id)``.
 
         ``api`` is a class declaring the target's handlers as ``async def`` methods
-        (a Protocol or the implementation class of :func:`~.proxy.service_api`)."""
+        (typically a Protocol; typed as ``Callable[..., S]`` so mypy accepts Protocols)."""
         return make_proxy(api, ProxyTarget(self, key, False, None, idempotency_key))
 
-    def send(self, api: type[S], key: str | None = None, delay: timedelta | None = None,
+    def send(self, api: Callable[..., S], key: str | None = None,
+             delay: timedelta | None = None,
              idempotency_key: str | None = None) -> S:
         """Typed one-way proxy: ``ctx.send(SessionApi, key, delay=...).expire(...)``;
         each call returns a :class:`SendHandle` (awaiting it gives the invocation id)."""

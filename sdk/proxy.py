@@ -13,6 +13,7 @@ input/output (de)serialization uses the method's annotations (dataclasses, pydan
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -71,5 +72,8 @@ class _Proxy:
         return call
 
 
-def make_proxy(api: type[S], target: ProxyTarget) -> S:
+def make_proxy(api: Callable[..., S], target: ProxyTarget) -> S:
+    """``api`` is the API class (typed as a callable so that Protocols are accepted)."""
+    if not isinstance(api, type):
+        raise TypeError(f"expected an API class, got {api!r}")
     return _Proxy(api, target)  # type: ignore[return-value]
