@@ -390,9 +390,10 @@ def encode_cells(arr: Arr, oid: int, fmt: int) -> Arr:
             return pc.cast(arr, pa.string()).cast(pa.binary())
         if oid in (FLOAT4, FLOAT8):
             s = pc.cast(arr, pa.string())
-            s = pc.replace_substring_regex(s, "^inf$", "Infinity")
-            s = pc.replace_substring_regex(s, "^-inf$", "-Infinity")
-            s = pc.replace_substring_regex(s, "^nan$", "NaN")
+            if pc.all(pc.is_finite(arr)).as_py() is False:  # some inf or nan
+                s = pc.replace_substring_regex(s, "^inf$", "Infinity")
+                s = pc.replace_substring_regex(s, "^-inf$", "-Infinity")
+                s = pc.replace_substring_regex(s, "^nan$", "NaN")
             return s.cast(pa.binary())
         if oid in (TEXT, CHAR, NAME, VARCHAR, JSON) and pa.types.is_string(t):
             return arr.cast(pa.binary())
