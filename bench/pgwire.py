@@ -37,7 +37,6 @@ def make_table(n: int) -> pa.Table:
 class BigEngine:
     def __init__(self, table: pa.Table) -> None:
         from datafusion import SessionContext
-
         from rstq.query.api import Column, TableDef
 
         self.ctx = SessionContext()
@@ -71,7 +70,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import psycopg
-
     from rstq.pgwire import types as T
 
     table = make_table(args.rows)
