@@ -48,8 +48,8 @@ DEFAULT_VERSION: Final = 6
 SUPPORTED_MANIFEST_VERSIONS: Final = (1, 2, 3, 4)
 
 _INVOCATION_PREFIX: Final = "application/vnd.restate.invocation.v"
-_INVOCATION_RE: Final = re.compile(r"^\s*application/vnd\.restate\.invocation\.v(\d{1,4})\s*(?:;.*)?$",
-                                   re.IGNORECASE)
+_INVOCATION_RE: Final = re.compile(
+    r"^\s*application/vnd\.restate\.invocation\.v(\d{1,4})\s*(?:;.*)?$", re.IGNORECASE)
 _MANIFEST_RE: Final = re.compile(
     r"^\s*application/vnd\.restate\.endpointmanifest\.v(\d{1,4})\+json\s*(?:;.*)?$", re.IGNORECASE
 )
