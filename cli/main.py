@@ -31,6 +31,11 @@ def main() -> None:
               help="Ingress HTTP listener (host:port).")
 @click.option("--admin", "admin_bind", default="127.0.0.1:9070", show_default=True,
               help="Admin HTTP listener (host:port).")
+@click.option("--pgwire", "pgwire_bind", default="127.0.0.1:9071", show_default=True,
+              help="Postgres wire endpoint for psql/psycopg (host:port, or 'off').")
+@click.option("--pgwire-user", default=None, help="With --pgwire-password: the only user.")
+@click.option("--pgwire-password", default=None, envvar="RSTQ_PGWIRE_PASSWORD",
+              help="Require SCRAM-SHA-256 with this password (default: trust, loopback only).")
 @click.option("--enable-protocol-v7", is_flag=True,
               help="Negotiate service protocol v7 with deployments that support it.")
 @click.option("--max-body", type=int, default=10 * 1024 * 1024, show_default=True,
@@ -38,6 +43,7 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True)
 def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: int,
            ingress_bind: str, admin_bind: str, enable_protocol_v7: bool, max_body: int,
+           pgwire_bind: str, pgwire_user: str | None, pgwire_password: str | None,
            log_level: str) -> None:
     """Run the server on DATA_DIR until SIGTERM/SIGINT (clean shutdown: flush, fsync, close)."""
     from rstq.core.server import Server, ServerConfig
@@ -50,6 +56,8 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
                        snapshot_every=snapshot_every, ingress_bind=ingress_bind,
                        admin_bind=admin_bind, enable_protocol_v7=enable_protocol_v7,
                        max_body_bytes=max_body)
+    cfg.pgwire_bind = None if pgwire_bind.lower() in ("off", "none", "") else pgwire_bind
+    cfg.pgwire_user, cfg.pgwire_password = pgwire_user, pgwire_password
 
     async def run() -> None:
         srv = Server(cfg)
@@ -60,7 +68,9 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
             loop.add_signal_handler(sig, stop.set)
         click.echo(f"rstq server ready: data dir {data_dir} ({srv.partitions} partitions), "
                    f"ingress http://{_host(ingress_bind, srv.ingress_port)}, "
-                   f"admin http://{_host(admin_bind, srv.admin_port)}", err=True)
+                   f"admin http://{_host(admin_bind, srv.admin_port)}"
+                   + (f", pgwire {_host(pgwire_bind, srv.pgwire_port)}" if srv.pgwire_port
+                      else ""), err=True)
         await stop.wait()
         click.echo("rstq server stopping", err=True)
         await srv.stop()

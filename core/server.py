@@ -31,6 +31,7 @@ from rstq.core.schema import MetaStore, Schema
 if TYPE_CHECKING:
     from aiohttp import web
     from rstq.core.invoker import Invoker
+    from rstq.pgwire.server import PgWireServer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class ServerConfig:
     ingress_bind: str | None = "127.0.0.1:8080"  # None: no listener (in-process tests)
     admin_bind: str | None = "127.0.0.1:9070"
     pgwire_bind: str | None = "127.0.0.1:9071"
+    pgwire_user: str | None = None  # with pgwire_password: SCRAM-SHA-256 for this user
+    pgwire_password: str | None = None  # None: trust, loopback clients only
     enable_protocol_v7: bool = False
     max_body_bytes: int = 10 * 1024 * 1024  # ingress request bodies; larger ones get 413
     extra: dict[str, str] = field(default_factory=dict)
@@ -78,6 +81,8 @@ class Server:
         self._runners: list[web.AppRunner] = []
         self.ingress_port: int | None = None
         self.admin_port: int | None = None
+        self._pgwire: PgWireServer | None = None  # Postgres wire endpoint (its own threads)
+        self.pgwire_port: int | None = None
 
     @property
     def partitions(self) -> int:
@@ -147,8 +152,24 @@ class Server:
             runner = await start_admin(self, self.config.admin_bind)
             self._runners.append(runner)
             self.admin_port = bound_port(runner)
+        if self.config.pgwire_bind is not None:
+            from rstq.pgwire.server import PgWireServer, WireConfig
+            from rstq.query import engine_for
+
+            wire = WireConfig(password=self.config.pgwire_password, user=self.config.pgwire_user)
+            pg = PgWireServer(engine_for(self), self.config.pgwire_bind, config=wire)
+            try:
+                pg.start()
+            except OSError as e:  # a side endpoint: the runtime stays up without it
+                log.error("Postgres wire endpoint not started on %s: %s",
+                          self.config.pgwire_bind, e)
+            else:
+                self._pgwire, self.pgwire_port = pg, pg.port
 
     async def _stop_listeners(self) -> None:
+        if self._pgwire is not None:  # first: it was started last
+            pg, self._pgwire = self._pgwire, None
+            await asyncio.to_thread(pg.stop)
         runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()

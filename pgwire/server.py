@@ -90,9 +90,14 @@ class PgWireServer:
     def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         s = socket.socket(family, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((self.host, self._port))
-        s.listen(128)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((self.host, self._port))
+            s.listen(128)
+        except OSError:
+            s.close()
+            self._executor.shutdown(wait=False)
+            raise
         self._listener = s
         self._accept_thread = threading.Thread(target=self._accept_loop, name="pgwire-accept",
                                                daemon=True)
@@ -172,9 +177,6 @@ class PgWireServer:
                         return
                     if not self._handle(session, msg):
                         return
-                    if isinstance(msg, m.Startup) and session.state == "ready":
-                        with self._lock:
-                            self._sessions[pid] = session
         except m.ProtocolViolation as e:
             self._fatal(out, "08P01", str(e))
         except (ConnectionError, OSError):
