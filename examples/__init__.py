@@ -1,6 +1,8 @@
-"""Example applications written with the official Restate Python SDK (PyPI ``restate-sdk``).
+"""Example applications written with ``rstq.sdk``, our pure-Python SDK.
 
-They run unchanged on restate-server and on rstq:
+``rstq.sdk`` mirrors the official Restate Python SDK (PyPI ``restate-sdk``): these modules import
+it as ``restate``, and switching back to the official SDK is changing that one import. They run
+unchanged on restate-server and on rstq (tests/examples checks both):
 
 * :mod:`examples.greeter`: ``Greeter``, a virtual object counting greetings per name.
 * :mod:`examples.tickets`: ``TicketObject`` and ``CartObject``, a ticket reservation cart with

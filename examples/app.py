@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-import restate
+import rstq.sdk as restate
 
 from examples.greeter import greeter
 from examples.payment import payment, payment_provider

@@ -12,8 +12,8 @@ read-modify-write below needs no locks and can never lose an update::
 
 from __future__ import annotations
 
-import restate
-from restate import ObjectContext, ObjectSharedContext
+import rstq.sdk as restate
+from rstq.sdk import ObjectContext, ObjectSharedContext
 
 greeter = restate.VirtualObject("Greeter")
 

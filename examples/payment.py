@@ -37,8 +37,8 @@ import os
 from datetime import timedelta
 from typing import NotRequired, TypedDict
 
-import restate
-from restate import Context, TerminalError
+import rstq.sdk as restate
+from rstq.sdk import Context, TerminalError
 
 # Like logging.getLogger, but drops records while the handler replays its journal.
 logger = restate.getLogger(__name__)

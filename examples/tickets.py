@@ -24,8 +24,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TypedDict
 
-import restate
-from restate import ObjectContext, ObjectSharedContext, TerminalError
+import rstq.sdk as restate
+from rstq.sdk import ObjectContext, ObjectSharedContext, TerminalError
 
 from examples.payment import PaymentRequest, Receipt, pay
 

@@ -29,6 +29,7 @@ from .futures import (
     RestateDurableSleepFuture,
     SendHandle,
 )
+from .log import getLogger
 from .retry_policy import InvocationRetryPolicy
 from .serde import BytesSerde, DefaultSerde, JsonSerde, Serde
 from .service import Service, VirtualObject, Workflow
@@ -65,6 +66,7 @@ __all__ = [
     "app",
     "as_completed",
     "gather",
+    "getLogger",
     "is_internal_exception",
     "select",
     "wait_completed",

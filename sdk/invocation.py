@@ -21,6 +21,7 @@ from .exceptions import (
 )
 from .futures import RestateDurableFuture
 from .handler import Handler
+from .log import current_vm
 from .protocol import Failure, FailureMetadata
 from .vm import CANCEL_HANDLE, VM, AttemptEnded
 
@@ -69,6 +70,7 @@ class Invocation:
     async def execute(self) -> None:
         h = self.handler
         vm = self.vm
+        current_vm.set(vm)  # this task's context: getLogger() checks it for replay
         try:
             if h.arity == 2:
                 assert vm.input is not None
