@@ -150,8 +150,8 @@ class Catalog:
         rx = _REGEX_FILTER.search(sql)
         names = _aliases(q)
         rows = []
-        if "r" in wanted:
-            for _oid, t in self.tables():
+        if "r" in wanted:  # psql orders by schema, name
+            for _oid, t in sorted(self.tables(), key=lambda ot: ot[1].name):
                 if rx and "relname" in rx.group("col") and \
                         not _pg_regex(rx.group("re")).search(t.name):
                     continue
@@ -167,7 +167,7 @@ class Catalog:
     def _relation_lookup(self, q: str, sql: str, params: Sequence[Any]) -> pa.Table:
         rx = _REGEX_FILTER.search(sql)
         rows = []
-        for oid, t in self.tables():
+        for oid, t in sorted(self.tables(), key=lambda ot: ot[1].name):
             if rx is None or _pg_regex(rx.group("re")).search(t.name):
                 rows.append((str(oid), "public", t.name))
         return _text_table(["oid", "nspname", "relname"], rows)
