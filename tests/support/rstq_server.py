@@ -38,6 +38,7 @@ class RstqServer:
         self.startup_timeout = startup_timeout
         self.ingress_port = free_port()
         self.admin_port = free_port()
+        self.pgwire_port = free_port()
         self.proc: Any = None
         self.startup_seconds = 0.0
 
@@ -58,7 +59,8 @@ class RstqServer:
         cmd = [sys.executable, "-m", "rstq.cli.main", "server", "--data-dir", str(self.data_dir),
                "--partitions", str(self.partitions), "--fsync", self.fsync,
                "--ingress", f"127.0.0.1:{self.ingress_port}",
-               "--admin", f"127.0.0.1:{self.admin_port}", *self.extra_args]
+               "--admin", f"127.0.0.1:{self.admin_port}",
+               "--pgwire", f"127.0.0.1:{self.pgwire_port}", *self.extra_args]
         self.proc = spawn(cmd, log_path=self.log_path)
         deadline = time.monotonic() + self.startup_timeout
         for url in (f"{self.admin_url}/health", f"{self.ingress_url}/restate/health"):
