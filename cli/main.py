@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 from rstq.core.log.api import FsyncPolicy
@@ -41,10 +44,12 @@ def main() -> None:
 @click.option("--max-body", type=int, default=10 * 1024 * 1024, show_default=True,
               help="Largest ingress request body in bytes (larger: 413).")
 @click.option("--log-level", default="info", show_default=True)
+@click.option("--loop", "loop_impl", type=click.Choice(["uvloop", "asyncio"]), default="uvloop",
+              show_default=True, help="Event loop (uvloop: same semantics, less CPU).")
 def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: int,
            ingress_bind: str, admin_bind: str, enable_protocol_v7: bool, max_body: int,
            pgwire_bind: str, pgwire_user: str | None, pgwire_password: str | None,
-           log_level: str) -> None:
+           log_level: str, loop_impl: str) -> None:
     """Run the server on DATA_DIR until SIGTERM/SIGINT (clean shutdown: flush, fsync, close)."""
     from rstq.core.server import Server, ServerConfig
 
@@ -76,7 +81,31 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
         await srv.stop()
         click.echo("rstq server stopped cleanly", err=True)
 
-    asyncio.run(run())
+    profile_path = os.environ.get("RSTQ_PROFILE")  # benchmarks: cProfile the event loop thread
+    if not profile_path:
+        _run_loop(run(), loop_impl)
+        return
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        _run_loop(run(), loop_impl)
+    finally:
+        prof.disable()
+        prof.dump_stats(profile_path)
+
+
+def _run_loop(main: Coroutine[Any, Any, None], loop_impl: str) -> None:
+    if loop_impl == "uvloop":
+        try:
+            import uvloop
+        except ImportError:  # not installed (e.g. an unsupported platform): plain asyncio
+            logging.warning("uvloop is not installed; running on the asyncio event loop")
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 def _host(bind: str, port: int | None) -> str:

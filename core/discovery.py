@@ -214,7 +214,25 @@ class EffectiveSettings:
     retry_policy: RetryPolicy = field(default=DEFAULT_RETRY_POLICY)
 
 
+# (id(service), id(handler)) -> (service, handler, settings): both inputs are frozen, so the
+# result is a pure function of them; keeping them referenced keeps their ids unique.
+_settings_cache: dict[tuple[int, int], tuple[ServiceDef, HandlerDef | None, EffectiveSettings]] = {}
+
+
 def effective_settings(service: ServiceDef, handler: HandlerDef | None = None) -> EffectiveSettings:
+    """Resolved settings (memoized per service/handler definition: called per invocation)."""
+    key = (id(service), id(handler))
+    hit = _settings_cache.get(key)
+    if hit is not None and hit[0] is service and hit[1] is handler:
+        return hit[2]
+    settings = _effective_settings(service, handler)
+    if len(_settings_cache) >= 4096:
+        _settings_cache.clear()
+    _settings_cache[key] = (service, handler, settings)
+    return settings
+
+
+def _effective_settings(service: ServiceDef, handler: HandlerDef | None) -> EffectiveSettings:
     h = handler if handler is not None else HandlerDef(name="")
 
     def ms(a: int | None, b: int | None, default: int) -> int:

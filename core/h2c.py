@@ -32,6 +32,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hpack import NeverIndexedHeaderTuple
 
 __all__ = [
     "H2Connection",
@@ -305,8 +306,12 @@ class H2Connection:
         *,
         end_stream: bool = False,
         authority: str | None = None,
+        never_index: frozenset[str] = frozenset(),
     ) -> H2Stream:
-        """Open a stream and send the request head. `end_stream=True` for body-less requests."""
+        """Open a stream and send the request head. `end_stream=True` for body-less requests.
+
+        Headers named in `never_index` (lower-case) are sent as HPACK never-indexed literals:
+        for values unique to one request (ids), which would only churn the dynamic table."""
         while True:
             self._check_usable()
             limit = self._h2.remote_settings.max_concurrent_streams
@@ -315,13 +320,15 @@ class H2Connection:
             self._capacity.clear()  # wait for a slot: h2 would raise TooManyStreamsError
             await self._capacity.wait()
         items = headers.items() if isinstance(headers, Mapping) else headers
-        head = [
+        head: list[tuple[str, str] | NeverIndexedHeaderTuple] = [
             (":method", method),
             (":scheme", "http"),
             (":authority", authority or f"{self.host}:{self.port}"),
             (":path", path),
         ]
-        head += [(k.lower(), v) for k, v in items]
+        for k, v in items:
+            k = k.lower()
+            head.append(NeverIndexedHeaderTuple(k, v) if k in never_index else (k, v))
         stream_id = self._h2.get_next_available_stream_id()
         stream = H2Stream(self, stream_id)
         self._streams[stream_id] = stream
@@ -580,13 +587,15 @@ class H2Pool:
         headers: Headers = (),
         *,
         end_stream: bool = False,
+        never_index: frozenset[str] = frozenset(),
     ) -> H2Stream:
         """Open a stream on the pooled connection; retries once on a fresh connection when the
         pooled one turned out to be dead (the request was provably not processed)."""
         for attempt in (1, 2):
             conn = await self.connection(host, port)
             try:
-                return await conn.request(method, path, headers, end_stream=end_stream)
+                return await conn.request(method, path, headers, end_stream=end_stream,
+                                          never_index=never_index)
             except H2ConnectionError as e:
                 if attempt == 2 or not e.refused:
                     raise

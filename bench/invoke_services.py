@@ -1,0 +1,63 @@
+"""Services for bench/invoke.py, written with the official restate-sdk.
+
+Two ASGI apps with distinct service names, so one server can host both deployments at once:
+
+* ``app``    : BenchGreeter (virtual object), BenchPlain, BenchSteps  -> register normally (BIDI)
+* ``app_rr`` : BenchGreeterRR (virtual object)                        -> register use_http_11
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import restate
+from restate import Context, ObjectContext, Service, VirtualObject
+
+
+def _greeter(name: str) -> VirtualObject:
+    obj = VirtualObject(name)
+
+    @obj.handler()
+    async def greet(ctx: ObjectContext, who: str) -> str:
+        n = (await ctx.get("count", type_hint=int) or 0) + 1
+        ctx.set("count", n)
+        return f"Hello {who} #{n}"
+
+    return obj
+
+
+greeter = _greeter("BenchGreeter")
+greeter_rr = _greeter("BenchGreeterRR")
+plain = Service("BenchPlain")
+steps = Service("BenchSteps")
+
+
+@plain.handler()
+async def hello(ctx: Context, who: str) -> str:
+    return f"Hello {who}"
+
+
+@steps.handler()
+async def three(ctx: Context, who: str) -> str:
+    a = await ctx.run_typed("one", lambda: who.upper())
+    b = await ctx.run_typed("two", lambda: len(who))
+    c = await ctx.run_typed("three", lambda: who[::-1])
+    return f"{a}:{b}:{c}"
+
+
+def _with_lifespan(sdk_app: Any) -> Any:
+    # restate.app rejects the lifespan protocol, after which hypercorn ignores SIGTERM.
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                await send({"type": msg["type"] + ".complete"})
+                if msg["type"] == "lifespan.shutdown":
+                    return
+        await sdk_app(scope, receive, send)
+
+    return wrapped
+
+
+app = _with_lifespan(restate.app(services=[greeter, plain, steps]))
+app_rr = _with_lifespan(restate.app(services=[greeter_rr]))
