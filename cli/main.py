@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rstq.cli.trace import requested_tracing, tracing_options
 from rstq.core.log.api import FsyncPolicy
 
 
@@ -21,6 +22,7 @@ def main() -> None:
 
 
 @main.command()
+@tracing_options
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./rstq-data"),
               show_default=True, help="Embedded local storage.")
 @click.option("--partitions", type=int, default=None,
@@ -63,6 +65,7 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
                        max_body_bytes=max_body)
     cfg.pgwire_bind = None if pgwire_bind.lower() in ("off", "none", "") else pgwire_bind
     cfg.pgwire_user, cfg.pgwire_password = pgwire_user, pgwire_password
+    cfg.tracing = requested_tracing()
 
     async def run() -> None:
         srv = Server(cfg)
@@ -114,8 +117,10 @@ def _host(bind: str, port: int | None) -> str:
 
 
 from rstq.cli.sql import sql  # noqa: E402
+from rstq.cli.trace import trace  # noqa: E402
 
 main.add_command(sql)
+main.add_command(trace)
 
 if __name__ == "__main__":
     main()

@@ -615,6 +615,9 @@ def make_admin_app(server: Server) -> web.Application:
     from rstq.query.http import add_routes  # SQL: POST /query (imports DataFusion)
 
     add_routes(app, server)
+    from rstq.tracing.http import add_routes as add_trace_routes  # GET /traces/{id}
+
+    add_trace_routes(app, server)
     return app
 
 

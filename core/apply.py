@@ -30,6 +30,7 @@ from rstq.core.model import (
     Timer,
 )
 from rstq.core.partitioning import partition_of
+from rstq.tracing import ids as tids
 
 Actions = list[a.Action]
 log = logging.getLogger(__name__)
@@ -164,6 +165,8 @@ def _invoke(state: PartitionState, ts: int, cmd: c.Invoke, out: Actions) -> None
         journal_retention_ms=cmd.journal_retention_ms,
         trace_id=cmd.trace_id,
         span_id=cmd.span_id,
+        parent_span_id=cmd.parent_span_id,
+        link=cmd.link,
     )
     state.invocations[inv.invocation_id] = inv
     if cmd.idempotency_key is not None:
@@ -447,6 +450,7 @@ def _call(
         out.append(a.Rejected(inv.invocation_id, "call without a callee id"))
         return
     one_way = t == j.ONE_WAY_CALL
+    trace = tids.for_callee(inv.trace_id, inv.invocation_id, cmd.epoch, callee_id, one_way)
     invoke = c.Invoke(
         invocation_id=callee_id,
         service=msg.service_name,
@@ -466,7 +470,10 @@ def _call(
         protocol_version=cmd.callee_protocol_version,
         completion_retention_ms=inv.completion_retention_ms,
         journal_retention_ms=inv.journal_retention_ms,
-        trace_id=inv.trace_id,
+        trace_id=trace.trace_id,
+        span_id=trace.span_id,
+        parent_span_id=trace.parent_span_id,
+        link=trace.link,
     )
     _local_notify(state, inv, ts, j.call_invocation_id(msg.invocation_id_notification_idx,
                                                        callee_id), out)

@@ -44,8 +44,10 @@ class Invoke:
     protocol_version: int = 0
     completion_retention_ms: int = 86_400_000
     journal_retention_ms: int = 86_400_000
-    trace_id: str = ""
-    span_id: str = ""
+    trace_id: str = ""  # "" = untraced (rstq.tracing.ids decides the ids)
+    span_id: str = ""  # the invocation's own span
+    parent_span_id: str = ""  # its parent: the ingress span or the caller's attempt span
+    link: str = ""  # "<trace>:<span>" of the sender's attempt, for sends (a new trace)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from rstq.core.model import COMPLETED, SCHEDULED, Invocation
 from rstq.core.processor import Refused
 from rstq.core.schema import Service
 from rstq.sdk.protocol.ids import BASE62_ALPHABET, IdError
+from rstq.tracing import ids as tids
 
 if TYPE_CHECKING:
     from rstq.core.server import Result, Server
@@ -576,6 +577,9 @@ class Ingress:
             inv_id = new_invocation_id(service.name, target.key, now)
         completion_ms, journal_ms = _retention(service, handler, idem is not None, workflow_run)
         deployment = self.server.schema.deployments.get(service.deployment_id)
+        tracing = self.server.tracing  # None: off, no ids
+        trace = (tracing.invoke_trace(inv_id, request.headers.get("traceparent"))
+                 if tracing is not None else tids.UNTRACED)
         return c.Invoke(
             invocation_id=inv_id,
             service=service.name,
@@ -591,6 +595,9 @@ class Ingress:
             protocol_version=deployment.protocol_version if deployment is not None else 0,
             completion_retention_ms=completion_ms,
             journal_retention_ms=journal_ms,
+            trace_id=trace.trace_id,
+            span_id=trace.span_id,
+            parent_span_id=trace.parent_span_id,
         )
 
     async def _propose_invoke(self, invoke: c.Invoke) -> bool:

@@ -43,6 +43,7 @@ from rstq.sdk.protocol.framing import (
 from rstq.sdk.protocol.ids import InvocationId
 from rstq.sdk.protocol.versions import invocation_content_type
 from rstq.sdk.protocol.wire import ProtocolError
+from rstq.tracing import ids as tids
 
 if TYPE_CHECKING:
     from rstq.core.server import Server
@@ -54,7 +55,8 @@ T = pm.MessageType
 _STATE_WRITES = {T.SET_STATE_COMMAND, T.CLEAR_STATE_COMMAND, T.CLEAR_ALL_STATE_COMMAND}
 _PROMISE_COMMANDS = {T.GET_PROMISE_COMMAND, T.PEEK_PROMISE_COMMAND, T.COMPLETE_PROMISE_COMMAND}
 # Request headers whose values differ per attempt: kept out of the HPACK dynamic table.
-_UNIQUE_HEADERS = frozenset({"x-restate-invocation-id", "x-restate-service-key"})
+_UNIQUE_HEADERS = frozenset({"x-restate-invocation-id", "x-restate-service-key",
+                             "traceparent"})
 
 
 class AttemptError(Exception):
@@ -214,6 +216,9 @@ class Invoker:
                    "x-restate-cluster-name": "rstq"}
         if inv.keyed:
             headers["x-restate-service-key"] = quote(inv.key, safe="")
+        if inv.trace_id:  # the attempt's span: spans the handler makes nest under it
+            headers["traceparent"] = tids.traceparent(
+                inv.trace_id, tids.attempt_span_id(inv.invocation_id, inv.epoch))
         headers.update({k.lower(): v for k, v in dep.additional_headers})
         return headers
 

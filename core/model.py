@@ -53,6 +53,8 @@ class Invocation:
     journal_retention_ms: int = 0
     trace_id: str = ""
     span_id: str = ""
+    parent_span_id: str = ""
+    link: str = ""
     execute_at: int | None = None  # scheduled start (delayed send)
     inboxed_at: int | None = None
     running_at: int | None = None  # first attempt start

@@ -38,6 +38,13 @@ class ActionSink(Protocol):
     def on_actions(self, partition: int, actions: Sequence[a.Action]) -> None: ...
 
 
+class ApplyObserver(Protocol):
+    """Sees each applied command with its actions, after its batch (tracing; off: None)."""
+
+    def on_applied(self, partition: int, envelope: c.Envelope, actions: list[a.Action],
+                   state: PartitionState) -> None: ...
+
+
 class Refused(Exception):
     """A proposal refused before it reached the log (e.g. a stale attempt)."""
 
@@ -81,6 +88,7 @@ class PartitionProcessor:
         self.log = log_
         self.clock = clock
         self.sink = sink
+        self.observer: ApplyObserver | None = None  # set by the server when tracing is on
         self.config = config or ProcessorConfig()
         self.state = PartitionState(partition_id, partitions)
         self.stats = _Stats()
@@ -224,6 +232,8 @@ class PartitionProcessor:
         self.stats.batches += 1
         self.stats.commands += len(accepted)
         self._since_snapshot += len(accepted)
+        if self.observer is not None:
+            self._observe(ts, accepted, results)
         self._dispatch(all_actions)
         for p, actions in zip(accepted, results, strict=False):
             if not p.future.done():
@@ -236,6 +246,16 @@ class PartitionProcessor:
         # apply runs), while the event loop, and so every other partition, keeps going.
         await asyncio.to_thread(self.snapshot)
         await self.log.trim(self.state.applied_lsn + 1)
+
+    def _observe(self, ts: int, accepted: list[_Proposal], results: list[list[a.Action]],
+                 ) -> None:
+        assert self.observer is not None
+        try:
+            for p, actions in zip(accepted, results, strict=True):
+                self.observer.on_applied(self.partition_id, c.Envelope(ts, p.command), actions,
+                                         self.state)
+        except Exception:  # noqa: BLE001 - observing must never stop the partition
+            log.exception("partition %d: apply observer failed", self.partition_id)
 
     def _dispatch(self, actions: Sequence[a.Action]) -> None:
         for act in actions:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from aiohttp import web
     from rstq.core.invoker import Invoker
     from rstq.pgwire.server import PgWireServer
+    from rstq.tracing.config import TracingConfig
+    from rstq.tracing.runtime import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class ServerConfig:
     enable_protocol_v7: bool = False
     max_body_bytes: int = 10 * 1024 * 1024  # ingress request bodies; larger ones get 413
     extra: dict[str, str] = field(default_factory=dict)
+    tracing: TracingConfig | None = None  # None: off (rstq.tracing.config.TracingConfig.from_env)
 
 
 @dataclass
@@ -76,6 +79,7 @@ class Server:
         self._outbox_tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
         self.attempt_handler: AttemptHandler | None = None  # the invoker, when there is one
         self.pending_attempts: list[tuple[int, a.Action]] = []  # kept until an invoker exists
+        self.tracing: Tracing | None = None  # spans (store, OTLP export) when configured
         self._started = False
         # HTTP listeners (ingress, admin) and their bound ports (for binds on port 0).
         self._runners: list[web.AppRunner] = []
@@ -107,6 +111,8 @@ class Server:
 
         self.invoker = Invoker(self)
         self.attempt_handler = self.invoker.handle
+        if self.config.tracing is not None:
+            self._start_tracing(self.config.tracing)
         for proc in self.processors:
             proc.start()
         for proc, actions in zip(self.processors, redo, strict=False):
@@ -135,12 +141,25 @@ class Server:
                 log.exception("partition %d did not close cleanly", proc.partition_id)
         if self.meta is not None:
             await self.meta.close()
+        if self.tracing is not None:  # exports what is still queued
+            await asyncio.to_thread(self.tracing.shutdown)
         for futs in self._waiters.values():
             for f in futs:
                 if not f.done():
                     f.set_exception(Refused("server stopped"))
         self._waiters.clear()
         self._started = False
+
+    def _start_tracing(self, cfg: TracingConfig) -> None:
+        from rstq.tracing.runtime import Tracing
+
+        def deployment(dep_id: str) -> tuple[str, int] | None:
+            dep = self.schema.deployments.get(dep_id)
+            return (dep.uri, dep.protocol_version) if dep is not None else None
+
+        self.tracing = Tracing(cfg, deployment)
+        for proc in self.processors:
+            proc.observer = self.tracing.observer
 
     async def _start_listeners(self) -> None:
         # Last in start(): a request may only arrive once every partition is up.

@@ -97,7 +97,7 @@ def table_to_rows(cls: type[Any], table: pa.Table, skip: Iterable[str] = ()) -> 
     hints = typing.get_type_hints(cls)
     cols: dict[str, list[Any]] = {}
     for name, typ in _column_types(cls):
-        if name in skip:
+        if name in skip or name not in table.column_names:  # a newer field: its default
             continue
         values = table.column(name).to_pylist()
         if typ is None:

@@ -165,6 +165,7 @@ class Engine:
         self._sem: asyncio.Semaphore | None = None
         self._builder: SessionContext | None = None
         self._cache: dict[str, tuple[tuple[tuple[Node, ...], ...] | pa.RecordBatch, Table]] = {}
+        self._empties: dict[str, Table] = {}
         self._lock = threading.Lock()
         # Hooks for other layers (e.g. pg_catalog for the Postgres wire server).
         self.extra_schemas: dict[str, Callable[[], SchemaProvider]] = {}
@@ -223,7 +224,7 @@ class Engine:
         async with self._sem:
             self.queries += 1
             try:
-                ctx = self.context(snap)
+                ctx = self.context(snap, query)
                 values = ({str(i + 1): v for i, v in enumerate(params)} if params else None)
                 df = ctx.sql(query, options=_READ_ONLY, param_values=values)
                 schema = df.schema()
@@ -241,8 +242,10 @@ class Engine:
                 raise query_error(e) from None
             return pa.Table.from_batches(batches, schema=schema)
 
-    def context(self, snap: Snapshot) -> SessionContext:
-        """A fresh session over `snap` (call on the query thread)."""
+    def context(self, snap: Snapshot, query: str | None = None) -> SessionContext:
+        """A fresh session over `snap` (call on the query thread). Only the tables `query`
+        names are materialized; the others are empty stand-ins with the right schema (enough
+        for information_schema), as a query can only read a table it names."""
         lim = self.limits
         cfg = (SessionConfig()
                .with_information_schema(True)
@@ -253,7 +256,7 @@ class Engine:
         rt = RuntimeEnvBuilder().with_greedy_memory_pool(lim.memory_bytes) \
             .with_disk_manager_disabled()
         ctx = SessionContext(cfg, rt)
-        schemas: dict[str, SchemaProvider] = {SCHEMA: _Schema(self._tables(snap))}
+        schemas: dict[str, SchemaProvider] = {SCHEMA: _Schema(self._tables(snap, query))}
         for name, make in self.extra_schemas.items():
             schemas[name] = make()
         ctx.register_catalog_provider(CATALOG, _Catalog(schemas))
@@ -261,9 +264,13 @@ class Engine:
             hook(ctx)
         return ctx
 
-    def _tables(self, snap: Snapshot) -> dict[str, Table]:
+    def _tables(self, snap: Snapshot, query: str | None) -> dict[str, Table]:
         out: dict[str, Table] = {}
+        text = query.lower() if query is not None else None
         for td in t.TABLES:
+            if text is not None and td.name not in text:
+                out[td.name] = self._empty(td)
+                continue
             small = snap.small.get(td.name)
             if small is not None:
                 out[td.name] = self._table(td, small, [[small]])
@@ -279,15 +286,26 @@ class Engine:
         cached = self._cache.get(td.name)
         if cached is not None and _same(cached[0], key):
             return cached[1]
-        if self._builder is None:
-            self._builder = SessionContext()
         if isinstance(parts, tuple):
             parts = _parts(td, *parts)
-        self._builder.register_record_batches(td.name, parts)
-        table = self._builder.table_provider(td.name)
-        self._builder.deregister_table(td.name)
+        table = self._provider(td.name, parts)
         self._cache[td.name] = (key, table)
         self.tables_built += 1
+        return table
+
+
+    def _empty(self, td: TableDef) -> Table:
+        table = self._empties.get(td.name)
+        if table is None:
+            table = self._empties[td.name] = self._provider(td.name, [[to_batch(td.schema, [])]])
+        return table
+
+    def _provider(self, name: str, parts: list[list[pa.RecordBatch]]) -> Table:
+        if self._builder is None:
+            self._builder = SessionContext()
+        self._builder.register_record_batches(name, parts)
+        table = self._builder.table_provider(name)
+        self._builder.deregister_table(name)
         return table
 
 

@@ -37,6 +37,9 @@ def _kind_name(type_code: int, cls: type[pm.Message] | None) -> tuple[str, str]:
     return kind, name
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _jsonable(v: Any) -> Any:
     if isinstance(v, bytes):
         try:
@@ -47,13 +50,38 @@ def _jsonable(v: Any) -> Any:
         return v.name
     if isinstance(v, tuple | list):
         return [_jsonable(x) for x in v]
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return {f.name: _jsonable(getattr(v, f.name)) for f in dataclasses.fields(v)
-                if getattr(v, f.name) not in (None, "", b"", ())}
+    if isinstance(v, pm.Message):
+        names = _FIELDS.get(type(v))
+        if names is None:
+            fields = dataclasses.fields(v)  # type: ignore[arg-type]
+            names = _FIELDS[type(v)] = tuple(f.name for f in fields)
+        out = {}
+        for n in names:
+            x = getattr(v, n)
+            if x is not None and x != "" and x != b"" and x != ():
+                out[n] = _jsonable(x)
+        return out
     return v
 
 
+_MEMO: dict[tuple[int, bytes], EntryInfo] = {}
+MEMO_MAX = 200_000
+stats = {"decoded": 0}
+
+
 def describe(type_code: int, raw: bytes) -> EntryInfo:
+    """The entry's sys_journal columns; memoized (identical payloads are common)."""
+    key = (type_code, raw)
+    info = _MEMO.get(key)
+    if info is None:
+        if len(_MEMO) >= MEMO_MAX:
+            _MEMO.clear()
+        info = _MEMO[key] = _describe(type_code, raw)
+        stats["decoded"] += 1
+    return info
+
+
+def _describe(type_code: int, raw: bytes) -> EntryInfo:
     cls = pm.MESSAGE_TYPES.get(type_code)
     kind, name = _kind_name(type_code, cls)
     msg: Any = None

@@ -10,8 +10,10 @@ ours); a malformed request answers 400 `{"message": …}`.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import logging
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +22,12 @@ from aiohttp import web
 from rstq.query.api import QueryError
 from rstq.query.engine import Engine, Limits
 from rstq.query.source import Materializer, server_in_flight, server_sources
+from rstq.query.tables import TABLES
 
 if TYPE_CHECKING:
     from rstq.core.server import Server
 
+log = logging.getLogger(__name__)
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 _engines: weakref.WeakKeyDictionary[Server, Engine] = weakref.WeakKeyDictionary()
 
@@ -32,8 +36,6 @@ def engine_for(server: Server, limits: Limits | None = None) -> Engine:
     """The server's query engine (one per server; created on first use, on its loop)."""
     eng = _engines.get(server)
     if eng is None:
-        import asyncio
-
         mat = Materializer(server_in_flight(server))
         meta = server.meta
 
@@ -113,9 +115,29 @@ def add_routes(app: web.Application, server: Server) -> None:
     app.router.add_post("/query", handler)
     app.router.add_post("/v4/query", handler)
 
+    async def warm(_app: web.Application) -> None:
+        # Build the views in the background now, not in the first user's query.
+        task = asyncio.get_running_loop().create_task(_warm(server))
+        _warming.add(task)
+        task.add_done_callback(_warming.discard)
+
     async def close(_app: web.Application) -> None:
         eng = _engines.pop(server, None)
         if eng is not None:
             eng.close()
 
+    app.on_startup.append(warm)
     app.on_cleanup.append(close)
+
+
+_warming: set[asyncio.Task[None]] = set()
+WARM_QUERY = "SELECT count(*) FROM " + ", ".join(
+    f"(SELECT count(*) FROM {t.name}) t{i}" for i, t in enumerate(TABLES))
+
+
+async def _warm(server: Server) -> None:
+    await asyncio.sleep(0.05)  # let startup finish first
+    try:
+        await engine_for(server).sql_async(WARM_QUERY)
+    except Exception:  # never fatal: the first query would build the views anyway
+        log.exception("warming the SQL views failed")

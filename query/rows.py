@@ -12,7 +12,7 @@ from typing import Any
 
 from rstq.core import model as m
 from rstq.core.partitioning import partition_key_for
-from rstq.query.entries import EntryInfo, describe
+from rstq.query.entries import describe
 
 Row = tuple[Any, ...]
 SERVER_VERSION = "rstq 0.1.0"
@@ -97,43 +97,46 @@ def invocation_row(inv: m.Invocation, in_flight: bool) -> Row:
     )
 
 
-class JournalRows:
-    """sys_journal rows per invocation, decoding each entry only once while it is live."""
+def journal_proto(inv: m.Invocation | None) -> list[Row]:
+    """What the journal rows of `inv` need, captured now (cheap); `journal_rows` expands it
+    later, off the event loop. Entries are never changed once appended, so referencing them
+    is safe; the list itself is copied."""
+    if inv is None or not inv.journal:
+        return []
+    return [(inv.invocation_id, inv.partition_key, tuple(inv.journal),
+             frozenset(inv.completed_ids))]
 
-    def __init__(self) -> None:
-        self._cache: dict[str, tuple[m.JournalEntry, list[EntryInfo]]] = {}
-        self.decoded = 0  # entries decoded (a counter for tests and benchmarks)
 
-    def rows(self, inv: m.Invocation | None, inv_id: str) -> list[Row]:
-        if inv is None or not inv.journal:
-            self._cache.pop(inv_id, None)
-            return []
-        journal = inv.journal
-        cached = self._cache.get(inv_id)
-        infos: list[EntryInfo]
-        if cached is not None and cached[0] is journal[0] and len(cached[1]) <= len(journal):
-            infos = cached[1]
-        else:
-            infos = []
-        for e in journal[len(infos):]:
-            infos.append(describe(e.entry_type, e.raw))
-            self.decoded += 1
-        if inv.status == m.COMPLETED:
-            self._cache.pop(inv_id, None)  # final: its rows will not change again
-        else:
-            self._cache[inv_id] = (journal[0], infos)
-        done = inv.completed_ids
-        pk = inv.partition_key
-        out: list[Row] = []
-        for i, (e, info) in enumerate(zip(journal, infos, strict=False)):
+def journal_rows(protos: list[Row]) -> tuple[list[list[Any]], list[str]]:
+    """sys_journal columns (and each row's key) from `journal_proto`s: decodes the entries.
+    Built column by column: no per-row tuples for hundreds of thousands of entries."""
+    cols: list[list[Any]] = [[] for _ in range(16)]
+    (pk_, id_, idx_, type_, name_, done_, callee_, target_, sleep_, promise_, raw_, len_,
+     ver_, json_, lite_, at_) = cols
+    keys: list[str] = []
+    for inv_id, pk, journal, done in protos:
+        n = len(journal)
+        pk_.extend([pk] * n)
+        id_.extend([inv_id] * n)
+        idx_.extend(range(n))
+        ver_.extend([2] * n)
+        keys.extend([inv_id] * n)
+        for e in journal:
+            info = describe(e.entry_type, e.raw)
             cid = info.completion_id
-            out.append((
-                pk, inv_id, i, info.entry_type, info.name,
-                (cid in done) if cid is not None else None,
-                e.callee_id, info.invoked_target, info.sleep_wakeup_at, info.promise_name,
-                e.raw, len(e.raw), 2, info.entry_json, info.entry_lite_json, e.appended_at,
-            ))
-        return out
+            type_.append(info.entry_type)
+            name_.append(info.name)
+            done_.append((cid in done) if cid is not None else None)
+            callee_.append(e.callee_id)
+            target_.append(info.invoked_target)
+            sleep_.append(info.sleep_wakeup_at)
+            promise_.append(info.promise_name)
+            raw_.append(e.raw)
+            len_.append(len(e.raw))
+            json_.append(info.entry_json)
+            lite_.append(info.entry_lite_json)
+            at_.append(e.appended_at)
+    return cols, keys
 
 
 def kv_rows(state: m.PartitionState, key: tuple[str, str]) -> list[Row]:

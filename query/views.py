@@ -41,13 +41,14 @@ def keystr(key: Hashable) -> str:
 class Node:
     """Rows of one store; materialized to a RecordBatch on first use, then cached."""
 
-    __slots__ = ("_base", "_batch", "_dead", "_derived", "_keyarr", "_keys", "_lock", "_parts",
-                 "_rows", "schema")
+    __slots__ = ("_base", "_batch", "_dead", "_derived", "_expand", "_keyarr", "_keys", "_lock",
+                 "_parts", "_rows", "schema")
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
         self._rows: list[r.Row] | None = None
         self._keys: list[str] | None = None
+        self._expand: Expand | None = None
         self._base: Node | None = None
         self._dead: frozenset[str] = frozenset()
         self._parts: list[Node] | None = None
@@ -57,9 +58,11 @@ class Node:
         self._lock = threading.Lock()
 
     @classmethod
-    def of_rows(cls, schema: pa.Schema, rows: list[r.Row], keys: list[str]) -> Node:
+    def of_rows(cls, schema: pa.Schema, rows: list[r.Row], keys: list[str],
+                expand: Expand | None = None) -> Node:
+        """`expand`, when given, turns `rows` into (rows, keys) at materialization."""
         n = cls(schema)
-        n._rows, n._keys = rows, keys
+        n._rows, n._keys, n._expand = rows, keys, expand
         return n
 
     def without(self, dead: Iterable[str]) -> Node:
@@ -105,35 +108,48 @@ class Node:
                 return
             keyarr: pa.Array[Any]
             if self._rows is not None:
-                assert self._keys is not None
-                batch = to_batch(self.schema, self._rows)
-                keyarr = pa.array(self._keys, pa.large_utf8())
+                keys = self._keys
+                if self._expand is not None:
+                    cols, keys = self._expand(self._rows)
+                    batch = columns_to_batch(self.schema, cols)
+                else:
+                    batch = to_batch(self.schema, self._rows)
+                assert keys is not None
+                keyarr = pa.array(keys, pa.large_utf8())
             elif self._base is not None:
-                base, keys = self._base.batch(), self._base.keyarr()
+                base, base_keys = self._base.batch(), self._base.keyarr()
                 dead = pa.array(list(self._dead), pa.large_utf8())
-                mask = pc.invert(pc.is_in(keys, value_set=dead))
-                batch, keyarr = base.filter(mask), keys.filter(mask)
+                mask = pc.invert(pc.is_in(base_keys, value_set=dead))
+                batch, keyarr = base.filter(mask), base_keys.filter(mask)
             else:
                 assert self._parts is not None
                 batch = pa.concat_batches([p.batch() for p in self._parts])  # type: ignore[attr-defined]
                 keyarr = pa.concat_arrays([p.keyarr() for p in self._parts])
             self._keyarr, self._batch = keyarr, batch
             self._rows = self._keys = self._base = self._parts = None  # let inputs go
+            self._expand = None
 
 
 def to_batch(schema: pa.Schema, rows: Sequence[r.Row]) -> pa.RecordBatch:
     if not rows:
         return pa.RecordBatch.from_pylist([], schema=schema)
-    cols = list(zip(*rows, strict=True))
+    return columns_to_batch(schema, list(zip(*rows, strict=True)))
+
+
+def columns_to_batch(schema: pa.Schema, cols: Sequence[Sequence[Any]]) -> pa.RecordBatch:
     arrays = [pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+Expand = Callable[[list[r.Row]], tuple[list[list[Any]], list[str]]]
 
 
 class Lane:
     """One store's nodes in one partition, with the live keys of each (writer side only)."""
 
-    def __init__(self, schema: pa.Schema) -> None:
+    def __init__(self, schema: pa.Schema, expand: Expand | None = None) -> None:
         self.schema = schema
+        self.expand = expand
         self.parts: list[tuple[Node, set[str]]] = []
 
     @property
@@ -162,7 +178,7 @@ class Lane:
                 rkeys.extend([k] * len(kr))
                 live.add(k)
         if rows:
-            parts.append((Node.of_rows(self.schema, rows, rkeys), live))
+            parts.append((Node.of_rows(self.schema, rows, rkeys, self.expand), live))
         self.parts = _compact(parts)
 
 
@@ -190,11 +206,15 @@ class Store:
     name: str
     schema: pa.Schema
     source: str  # the tracked PartitionState field whose keys own the rows
+    expand: Expand | None = None  # rows are captured cheaply, expanded off the loop
+
+    def lane(self) -> Lane:
+        return Lane(self.schema, self.expand)
 
 
 STORES = (
     Store("invocations", t.INVOCATION_STORE.schema, "invocations"),
-    Store("journal", t.SYS_JOURNAL.schema, "invocations"),
+    Store("journal", t.SYS_JOURNAL.schema, "invocations", r.journal_rows),
     Store("state", t.STATE.schema, "kv"),
     Store("inbox", t.SYS_INBOX.schema, "inboxes"),
     Store("locks", t.SYS_KEYED_SERVICE_STATUS.schema, "locks"),
@@ -219,8 +239,7 @@ class PartitionViews:
         self.partition_id = partition_id
         self.state: PartitionState | None = None
         self.version: int | None = None
-        self.lanes = {s.name: Lane(s.schema) for s in STORES}
-        self.journal = r.JournalRows()
+        self.lanes = {s.name: s.lane() for s in STORES}
         self.stats = ViewStats()
 
     def refresh(self, state: PartitionState, version: int | None,
@@ -232,8 +251,7 @@ class PartitionViews:
         touched: dict[str, Iterable[Any]]
         if state is not self.state:  # first time, or the processor loaded a snapshot
             track(state)
-            self.lanes = {s.name: Lane(s.schema) for s in STORES}
-            self.journal = r.JournalRows()
+            self.lanes = {s.name: s.lane() for s in STORES}
             touched = {f: list(dict.keys(tracked(state, f))) for f in TRACKED_FIELDS}
             for f in TRACKED_FIELDS:
                 tracked(state, f).take()
@@ -259,7 +277,7 @@ class PartitionViews:
             inv = dict.get(state.invocations, key)
             return [] if inv is None else [r.invocation_row(inv, in_flight(key))]
         if store == "journal":
-            return self.journal.rows(dict.get(state.invocations, key), key)
+            return r.journal_proto(dict.get(state.invocations, key))
         builder = _BUILDERS[store]
         return builder(state, key)
 

@@ -1,0 +1,30 @@
+"""`GET /traces/{invocation_id}` on the admin API: the spans kept for an invocation's trace."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from rstq.sdk.protocol.ids import IdError
+
+if TYPE_CHECKING:
+    from rstq.core.server import Server
+
+
+def add_routes(app: web.Application, server: Server) -> None:
+    async def get_trace(request: web.Request) -> web.Response:
+        inv_id = request.match_info["invocation"]
+        try:
+            inv = server.partition_for_id(inv_id).state.invocations.get(inv_id)
+        except IdError:
+            return web.json_response({"message": f"bad invocation id {inv_id!r}"}, status=400)
+        tracing = server.tracing
+        spans = tracing.store.trace_of(inv_id) if tracing is not None else []
+        doc = {"invocation_id": inv_id, "tracing": tracing is not None,
+               "trace_id": (inv.trace_id or None) if inv is not None else None,
+               "spans": [s.to_json() for s in spans]}
+        return web.Response(body=json.dumps(doc, separators=(",", ":")).encode(),
+                            content_type="application/json")
+
+    app.router.add_get("/traces/{invocation}", get_trace, allow_head=False)
