@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-
 from rstq.cli.trace import trace as trace_cmd
+
 from tests.support.otlp_receiver import OtlpReceiver, Span
 from tests.support.rstq_server import RstqServer
 from tests.support.service_proc import ServiceProcess
