@@ -45,12 +45,19 @@ def main() -> None:
               help="Negotiate service protocol v7 with deployments that support it.")
 @click.option("--max-body", type=int, default=10 * 1024 * 1024, show_default=True,
               help="Largest ingress request body in bytes (larger: 413).")
+@click.option("--max-journal-entry", type=int, default=32 * 1024 * 1024, show_default=True,
+              help="Largest message a service may send (journal entry) in bytes.")
+@click.option("--max-state-value", type=int, default=16 * 1024 * 1024, show_default=True,
+              help="Largest state value a handler may set, in bytes.")
+@click.option("--max-inbox", type=int, default=100_000, show_default=True,
+              help="Invocations queued per object key; beyond it ingress answers 429.")
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--loop", "loop_impl", type=click.Choice(["uvloop", "asyncio"]), default="uvloop",
               show_default=True, help="Event loop (uvloop: same semantics, less CPU).")
 def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: int,
            ingress_bind: str, admin_bind: str, enable_protocol_v7: bool, max_body: int,
            pgwire_bind: str, pgwire_user: str | None, pgwire_password: str | None,
+           max_journal_entry: int, max_state_value: int, max_inbox: int,
            log_level: str, loop_impl: str) -> None:
     """Run the server on DATA_DIR until SIGTERM/SIGINT (clean shutdown: flush, fsync, close)."""
     from rstq.core.server import Server, ServerConfig
@@ -62,7 +69,8 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
     cfg = ServerConfig(data_dir=data_dir, partitions=partitions, fsync=FsyncPolicy(fsync),
                        snapshot_every=snapshot_every, ingress_bind=ingress_bind,
                        admin_bind=admin_bind, enable_protocol_v7=enable_protocol_v7,
-                       max_body_bytes=max_body)
+                       max_body_bytes=max_body, max_journal_entry_bytes=max_journal_entry,
+                       max_state_value_bytes=max_state_value, max_inbox=max_inbox)
     cfg.pgwire_bind = None if pgwire_bind.lower() in ("off", "none", "") else pgwire_bind
     cfg.pgwire_user, cfg.pgwire_password = pgwire_user, pgwire_password
     cfg.tracing = requested_tracing()

@@ -38,7 +38,7 @@ from rstq.core.ids import (
     parse_awakeable,
     workflow_invocation_id,
 )
-from rstq.core.model import COMPLETED, SCHEDULED, Invocation
+from rstq.core.model import COMPLETED, SCHEDULED, Invocation, PartitionState
 from rstq.core.processor import Refused
 from rstq.core.schema import Service
 from rstq.sdk.protocol.ids import BASE62_ALPHABET, IdError
@@ -67,6 +67,7 @@ IDEMPOTENCY_EXPIRES: Final = "idempotency-expires"
 LIMIT_KEY_HEADER: Final = "x-restate-limit-key"
 # Not forwarded to the handler (restate's parse_headers); everything else is, as sent.
 _DROPPED_HEADERS: Final = frozenset({"connection", "host", IDEMPOTENCY_KEY, IDEMPOTENCY_EXPIRES})
+INBOX_FULL: Final = "inbox full"
 NOT_READY: Final = 470  # restate's "the invocation exists but has not completed yet"
 _REASONS: Final = {NOT_READY: "Not Ready"}
 
@@ -602,9 +603,21 @@ class Ingress:
 
     async def _propose_invoke(self, invoke: c.Invoke) -> bool:
         """Propose; True when the id already existed (a duplicate)."""
+        limit, lock = self.server.config.max_inbox, (invoke.service, invoke.key)
+
+        def inbox_room(state: PartitionState) -> str | None:  # exclusive targets queue per key
+            queue = state.inboxes.get(lock)
+            if (queue is not None and len(queue) >= limit and invoke.handler_ty != "shared"
+                    and invoke.invocation_id not in state.invocations):
+                return f"{INBOX_FULL} for {invoke.service}/{invoke.key} ({limit} invocations)"
+            return None
+
         try:
-            actions = await self.server.propose_to(invoke.invocation_id, invoke)
+            actions = await self.server.partition_for_id(invoke.invocation_id).propose(
+                invoke, inbox_room)
         except Refused as e:
+            if str(e).startswith(INBOX_FULL):
+                raise IngressError(429, f"{e}; retry later") from None
             raise IngressError(503, f"internal routing error: {e}. If the request has an "
                                     "'idempotency-key', it can be safely retried, otherwise "
                                     "submitting it again may result in executing the "

@@ -156,7 +156,13 @@ class Invoker:
             except ProtocolError as e:
                 await self._fail(att, proc, AttemptError(PROTOCOL_VIOLATION, f"bad frames: {e}"))
         except Refused:
-            pass  # fenced: a newer attempt, a kill or a shutdown took over
+            # Fenced (a newer attempt, a kill, a shutdown): nothing to do. Not fenced (the log
+            # refused the write, e.g. a full disk): run the attempt again a bit later.
+            inv = proc.state.invocations.get(att.invocation_id)
+            if (inv is not None and inv.status == INVOKED and inv.epoch == att.epoch
+                    and proc.running):
+                asyncio.get_running_loop().call_later(
+                    1.0, self._restart, att.partition, att.invocation_id, att.epoch)
         except asyncio.CancelledError:
             pass
         except Exception:  # a bug of ours: record it on the invocation, never lose the loop
@@ -169,6 +175,12 @@ class Invoker:
         finally:
             if self._attempts.get(att.invocation_id) is att:
                 del self._attempts[att.invocation_id]
+
+    def _restart(self, partition: int, invocation_id: str, epoch: int) -> None:
+        inv = self.server.processors[partition].state.invocations.get(invocation_id)
+        if (invocation_id not in self._attempts and inv is not None and inv.status == INVOKED
+                and inv.epoch == epoch):
+            self.handle(partition, a.StartAttempt(invocation_id, epoch))
 
     def _target(self, inv: Invocation) -> tuple[Deployment, EffectiveSettings]:
         schema = self.server.schema
@@ -243,7 +255,8 @@ class Invoker:
         async with self._http.post(url, data=body, headers=headers,
                                    skip_auto_headers=("User-Agent", "Accept-Encoding")) as resp:
             await self._check_response(resp.status, resp.headers.get("content-type"),
-                                       att.version, resp.content.read)
+                                       att.version, resp.content.read,
+                                       resp.headers.get("retry-after"))
             await self._consume(att, proc, resp.content.iter_any())
 
     async def _drive_bidi(self, att: _Attempt, proc: PartitionProcessor, url: str,
@@ -263,7 +276,7 @@ class Invoker:
                     return await stream.read()
 
                 await self._check_response(head.status, head.header("content-type"),
-                                           att.version, read_rest)
+                                           att.version, read_rest, head.header("retry-after"))
                 await self._consume(att, proc, stream.body())
         finally:
             pusher.cancel()
@@ -298,15 +311,20 @@ class Invoker:
             await stream.send(encode_raw_frame(entry.entry_type, entry.raw))
 
     async def _check_response(self, status: int, ctype: str | None, version: int,
-                              read_rest: Any) -> None:
+                              read_rest: Any, retry_after: str | None = None) -> None:
         if status != 200:
             excerpt = ""
             try:
                 excerpt = (await read_rest())[:300].decode("utf-8", "replace")
             except Exception:
                 pass
+            # Retry-After (delay in seconds) on 429/503 sets the next retry's delay, up to 1 h.
+            delay = None
+            if status in (429, 503) and retry_after and retry_after.strip().isdigit():
+                delay = min(int(retry_after.strip()), 3600) * 1000
             raise AttemptError(500 if status < 400 else status,
-                               f"service endpoint answered HTTP {status}: {excerpt}".strip())
+                               f"service endpoint answered HTTP {status}: {excerpt}".strip(),
+                               next_retry_delay=delay)
         expected = invocation_content_type(version)
         if (ctype or "").split(";")[0].strip() != expected:
             raise AttemptError(PROTOCOL_VIOLATION,
@@ -315,7 +333,8 @@ class Invoker:
 
     async def _consume(self, att: _Attempt, proc: PartitionProcessor,
                        chunks: AsyncIterator[bytes]) -> None:
-        decoder = FrameDecoder()
+        # Frames over the journal entry limit fail the attempt before they are buffered.
+        decoder = FrameDecoder(self.server.config.max_journal_entry_bytes)
         pending: list[asyncio.Future[list[a.Action]]] = []
         async for chunk in chunks:
             for header, msg in decoder.feed(chunk):
@@ -349,6 +368,12 @@ class Invoker:
         """Turn one frame into proposals; True when it ends the attempt."""
         t = header.type
         inv_id, ep = att.invocation_id, att.epoch
+        if isinstance(msg, pm.SetStateCommandMessage) and msg.value is not None:
+            limit = self.server.config.max_state_value_bytes
+            if len(msg.value.content) > limit:
+                raise AttemptError(PROTOCOL_VIOLATION,
+                                   f"state value of {len(msg.value.content)} bytes exceeds the "
+                                   f"state value limit of {limit} bytes")
         if isinstance(msg, pm.EndMessage):
             self._propose(att, proc, c.End(inv_id, ep), pending)
             return True

@@ -12,6 +12,7 @@ Timers live in the state (durable); the processor keeps a heap of them and propo
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,9 +24,9 @@ from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core.apply import apply
 from rstq.core.clock import Clock
-from rstq.core.log.api import FsyncPolicy, Log
+from rstq.core.log.api import FsyncPolicy, Log, LogFull
 from rstq.core.model import INVOKED, PartitionState
-from rstq.core.snapshot import load_latest, write_snapshot
+from rstq.core.snapshot import load_latest, oldest_snapshot_lsn, write_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,10 @@ class PartitionProcessor:
                 raise RuntimeError(f"snapshot in {self.directory} is for another partition")
             self.state = snap
         self.stats.snapshot_lsn = self.state.applied_lsn
+        if self.log.first_lsn > self.state.applied_lsn + 1:  # never replay across a gap
+            raise RuntimeError(f"partition {self.partition_id}: the log starts at "
+                               f"{self.log.first_lsn}, the snapshot ends at "
+                               f"{self.state.applied_lsn}: records are missing")
         for lsn, payload in self.log.read(self.state.applied_lsn + 1):
             apply(self.state, c.decode(payload), lsn)
         self.version += 1
@@ -162,6 +167,10 @@ class PartitionProcessor:
         self.stats.snapshots += 1
         self.stats.snapshot_lsn = self.state.applied_lsn
         self._since_snapshot = 0
+
+    @property
+    def running(self) -> bool:
+        return not self._closing and self._fatal is None
 
     # --- proposing -----------------------------------------------------------------------------
 
@@ -220,6 +229,9 @@ class PartitionProcessor:
             for p in accepted:
                 if not p.future.done():
                     p.future.set_exception(Refused(f"log append failed: {e}"))
+            if isinstance(e, LogFull):  # nothing written, nothing applied: keep serving
+                log.warning("partition %d: %s", self.partition_id, e)
+                return
             raise
         first = last - len(payloads) + 1
         all_actions: list[a.Action] = []
@@ -244,8 +256,15 @@ class PartitionProcessor:
     async def _snapshot_and_trim(self) -> None:
         # The state must not change while it is written: this partition's loop waits here (no
         # apply runs), while the event loop, and so every other partition, keeps going.
-        await asyncio.to_thread(self.snapshot)
-        await self.log.trim(self.state.applied_lsn + 1)
+        try:
+            await asyncio.to_thread(self.snapshot)
+        except OSError as e:  # e.g. a full disk: the log still holds everything; retry later
+            log.warning("partition %d: snapshot failed: %s", self.partition_id, e)
+            self._since_snapshot = 0
+            return
+        # Below the oldest snapshot kept, so falling back to it (newest one corrupt) still
+        # finds every record after it in the log.
+        await self.log.trim(oldest_snapshot_lsn(self.directory) + 1)
 
     def _observe(self, ts: int, accepted: list[_Proposal], results: list[list[a.Action]],
                  ) -> None:
@@ -273,6 +292,13 @@ class PartitionProcessor:
 
     # --- timers --------------------------------------------------------------------------------
 
+    def _timer_refused(self, fut: asyncio.Future[list[a.Action]], *, timer_id: str) -> None:
+        """A TimerFired that did not reach the log (disk full) fires again a second later."""
+        if fut.cancelled() or fut.exception() is None or self._closing or self._fatal:
+            return
+        heapq.heappush(self._timers, (self.clock.now_ms() + 1000, timer_id))
+        self._timer_wakeup.set()
+
     async def _run_timers(self) -> None:
         # Checks the flag too: in 3.11 a cancel racing the wakeup can be swallowed.
         while not self._closing:
@@ -287,7 +313,8 @@ class PartitionProcessor:
                     heapq.heappush(self._timers, (timer.fire_at, tid))
                     break
             for tid in dict.fromkeys(due):
-                self.propose_nowait(c.TimerFired(tid))
+                self.propose_nowait(c.TimerFired(tid)).add_done_callback(
+                    functools.partial(self._timer_refused, timer_id=tid))
             self._timer_wakeup.clear()
             delay_ms = (self._timers[0][0] - now) if self._timers else None
             await self.clock.wait(self._timer_wakeup, delay_ms)

@@ -53,6 +53,9 @@ class ServerConfig:
     pgwire_password: str | None = None  # None: trust, loopback clients only
     enable_protocol_v7: bool = False
     max_body_bytes: int = 10 * 1024 * 1024  # ingress request bodies; larger ones get 413
+    max_journal_entry_bytes: int = 32 * 1024 * 1024  # one frame from a service endpoint
+    max_state_value_bytes: int = 16 * 1024 * 1024  # one SetState value
+    max_inbox: int = 100_000  # invocations queued per object key; more: ingress answers 429
     extra: dict[str, str] = field(default_factory=dict)
     tracing: TracingConfig | None = None  # None: off (rstq.tracing.config.TracingConfig.from_env)
 
@@ -256,10 +259,17 @@ class Server:
         while queue:
             batch = list(queue)
             queue.clear()
-            delivered = [
-                self.processors[dest].propose_nowait(c.Deliver(source, m.seq, m.payload))
-                for m in batch
-            ]
-            await asyncio.gather(*delivered)
-            acks = [self.processors[source].propose_nowait(c.OutboxAck(m.seq)) for m in batch]
-            await asyncio.gather(*acks)
+            try:
+                delivered = [
+                    self.processors[dest].propose_nowait(c.Deliver(source, m.seq, m.payload))
+                    for m in batch
+                ]
+                await asyncio.gather(*delivered)
+                acks = [self.processors[source].propose_nowait(c.OutboxAck(m.seq))
+                        for m in batch]
+                await asyncio.gather(*acks)
+            except Refused:  # a log refused the write (disk full): resend later, deduplicated
+                if not (self.processors[dest].running and self.processors[source].running):
+                    raise
+                queue[:0] = batch
+                await asyncio.sleep(1.0)

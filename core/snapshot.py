@@ -237,6 +237,21 @@ def write_snapshot(directory: Path, state: PartitionState, keep: int = 2) -> Pat
     tmp = root / f".tmp-{state.applied_lsn:020d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    try:
+        _write_files(tmp, state)
+    except BaseException:  # e.g. a full disk: free what was written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    _fsync_dir(root)
+    for old in sorted(p for p in root.iterdir() if not p.name.startswith("."))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _write_files(tmp: Path, state: PartitionState) -> None:
     files = {}
     for name, table in state_to_tables(state).items():
         path = tmp / f"{name}.arrow"
@@ -251,13 +266,6 @@ def write_snapshot(directory: Path, state: PartitionState, keep: int = 2) -> Pat
         f.flush()
         os.fsync(f.fileno())
     _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _fsync_dir(root)
-    for old in sorted(p for p in root.iterdir() if not p.name.startswith("."))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def load_latest(directory: Path) -> PartitionState | None:
@@ -294,3 +302,12 @@ def latest_snapshot_lsn(directory: Path) -> int:
         return 0
     names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
     return int(names[-1]) if names else 0
+
+
+def oldest_snapshot_lsn(directory: Path) -> int:
+    """LSN of the oldest snapshot kept (0 if none): the log is kept from there on."""
+    root = directory / "snapshots"
+    if not root.is_dir():
+        return 0
+    names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    return int(names[0]) if names else 0

@@ -34,6 +34,11 @@ class LogCorruption(LogError):
         self.reason = reason
 
 
+class LogFull(LogError):
+    """The disk is full: this append was not written (nothing acknowledged is affected); later
+    appends succeed again once space is freed."""
+
+
 class LogClosed(LogError):
     """The log was closed while an append was pending or after close."""
 

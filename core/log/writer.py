@@ -7,11 +7,15 @@ grow by themselves with load and no timer is needed. A dedicated thread (rather 
 `asyncio.to_thread` per batch) keeps the event loop free and avoids executor hand-offs.
 
 An I/O error poisons the writer: after a failed fsync the page cache state is unknown, so every
-pending and later append fails rather than risk acknowledging lost data.
+pending and later append fails rather than risk acknowledging lost data. Except a full disk
+(ENOSPC/EDQUOT from write(), before any fsync): nothing of the batch was acknowledged, so the
+segment is cut back to where the batch started, that batch and everything queued behind it fail
+with `LogFull`, their LSNs are handed out again, and later appends succeed once space is freed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -19,7 +23,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from . import record
-from .api import LogClosed, LogError
+from .api import LogClosed, LogError, LogFull
 from .catalog import Catalog
 from .segment import SEG_HEADER_SIZE, write_all, write_new_segment
 
@@ -130,6 +134,13 @@ class GroupCommitWriter(Generic[W]):
                     try:
                         record.set_flags(buf, last_offset, record.FLAG_END)
                         self._write(buf, first_lsn)
+                    except OSError as e:
+                        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or not self._cut_back():
+                            self.failure = e
+                        else:
+                            self._notify(waiters + self._drop_pending(first_lsn), last_lsn,
+                                         LogFull(f"no space left for the log: {e}"))
+                            continue
                     except BaseException as e:  # noqa: BLE001 - any failure must reach waiters
                         self.failure = e
                 self._notify(waiters, last_lsn, self.failure)
@@ -137,6 +148,22 @@ class GroupCommitWriter(Generic[W]):
                 os.fsync(self._fd)  # close() promises durability under every policy
         finally:
             os.close(self._fd)
+
+    def _cut_back(self) -> bool:
+        """After a failed write: drop its partial bytes. False if even that fails."""
+        try:
+            os.ftruncate(self._fd, self._active_size)
+        except OSError:
+            return False
+        return True
+
+    def _drop_pending(self, first_lsn: int) -> list[W]:
+        """Fail what queued behind a failed batch and reuse the LSNs from `first_lsn` on."""
+        with self._cond:
+            waiters, self._waiters = self._waiters, []
+            self._buf = bytearray()
+            self._next_lsn = self._buf_first_lsn = first_lsn
+            return waiters
 
     def _write(self, buf: bytearray, first_lsn: int) -> None:
         # Roll only between writes, so a write never spans segments and the old segment's last
@@ -152,7 +179,10 @@ class GroupCommitWriter(Generic[W]):
         offset = self._active_size
         write_all(self._fd, buf)
         if self._sync:
-            self._sync_file(self._fd)
+            try:
+                self._sync_file(self._fd)
+            except OSError as e:  # never treated as a full disk: the writer is poisoned
+                raise LogError(f"fsync failed: {e!r}") from e
         self._active_size += len(buf)
         if offset - self._last_indexed >= record.INDEX_SPACING:
             self._catalog.add_index(first_lsn, offset)
