@@ -130,5 +130,18 @@ from rstq.cli.trace import trace  # noqa: E402
 main.add_command(sql)
 main.add_command(trace)
 
+from rstq.cli.deployments import deployments  # noqa: E402
+from rstq.cli.invocations import invocations  # noqa: E402
+from rstq.cli.services import services  # noqa: E402
+from rstq.cli.state import state  # noqa: E402
+from rstq.cli.top import top  # noqa: E402
+
+main.add_command(deployments)
+main.add_command(services)
+main.add_command(invocations)
+main.add_command(invocations, "inv")
+main.add_command(state)
+main.add_command(top)
+
 if __name__ == "__main__":
     main()
