@@ -33,7 +33,8 @@ _engines: weakref.WeakKeyDictionary[Server, Engine] = weakref.WeakKeyDictionary(
 
 
 def engine_for(server: Server, limits: Limits | None = None) -> Engine:
-    """The server's query engine (one per server; created on first use, on its loop)."""
+    """The server's query engine: one per server, created on first use, which must be on the
+    server's event loop (snapshots are taken there); then `sql()` works from any thread."""
     eng = _engines.get(server)
     if eng is None:
         mat = Materializer(server_in_flight(server))
@@ -43,9 +44,11 @@ def engine_for(server: Server, limits: Limits | None = None) -> Engine:
             return mat.snapshot(server_sources(server), meta.schema if meta else None)
 
         try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = None
+            raise RuntimeError("create the engine on the server's event loop first "
+                               "(engine_for(server) from a coroutine); afterwards any "
+                               "thread may use it") from None
         eng = Engine(snapshot, loop, limits)
         eng.materializer = mat
         _engines[server] = eng
