@@ -32,7 +32,10 @@ typecheck: $(STAMP)
 	@for d in core query pgwire tracing sdk cli; do ln -sfn ../../$$d .typecheck/rstq/$$d; done
 	MYPYPATH=.typecheck $(VENV)/bin/mypy -p rstq
 
+# rstq vs restate-server (and DBOS) side by side: bench/README.md. BENCH_ARGS=... for a subset.
 bench: $(STAMP)
+	$(PY) -m tests.support.restate_server install
+	$(PY) bench/suite.py $(BENCH_ARGS)
 	$(PY) bench/log_append.py
 
 clean:

@@ -145,7 +145,7 @@ class Server:
         if self.meta is not None:
             await self.meta.close()
         if self.tracing is not None:  # exports what is still queued
-            await asyncio.to_thread(self.tracing.shutdown)
+            await self.tracing.aclose()
         for futs in self._waiters.values():
             for f in futs:
                 if not f.done():
@@ -161,6 +161,7 @@ class Server:
             return (dep.uri, dep.protocol_version) if dep is not None else None
 
         self.tracing = Tracing(cfg, deployment)
+        self.tracing.start()
         for proc in self.processors:
             proc.observer = self.tracing.observer
 

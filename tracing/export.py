@@ -1,23 +1,30 @@
-"""OTLP export: our span records as OpenTelemetry SDK spans, batched on the SDK's thread.
+"""OTLP export off the event loop: a batching thread, our encoder, the official exporters.
 
-Spans are built with OUR ids and timestamps (`ReadableSpan` made directly, not through a
-Tracer, whose id generator would pick its own), then handed to a `BatchSpanProcessor`: the event
-loop only appends to its queue; encoding and sending happen on the processor's worker thread.
+The loop only appends finished spans to a deque. A worker thread wakes every
+OTEL_BSP_SCHEDULE_DELAY ms (or when OTEL_BSP_MAX_EXPORT_BATCH_SIZE spans wait), encodes a batch
+with `OtlpEncoder` (the SDK's per-span protobuf objects cost ~20x more) and sends it with the
+official OTLP exporter of the configured protocol, which keeps its endpoint/header/TLS/
+compression/timeout handling (OTEL_EXPORTER_OTLP_*) and its retries. Over
+OTEL_BSP_MAX_QUEUE_SIZE waiting spans, new ones are dropped (counted), as the SDK does.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 import urllib.parse
-from typing import TYPE_CHECKING
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace as otel
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext
 from rstq.tracing import attributes as A
+from rstq.tracing.otlp_encode import OtlpEncoder
 from rstq.tracing.spans import SpanRecord
 
 if TYPE_CHECKING:
@@ -25,18 +32,44 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
-_STATUS = {A.OK: StatusCode.OK, A.ERROR: StatusCode.ERROR, A.UNSET: StatusCode.UNSET}
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    payload: bytes  # a serialized ExportTraceServiceRequest
+    count: int
 
 
-def make_exporter(cfg: TracingConfig) -> SpanExporter:
-    """The official OTLP exporter for the configured protocol (env fills what is not given)."""
+Send = Callable[[EncodedBatch], bool]
+
+
+def make_sender(cfg: TracingConfig) -> tuple[Send, Callable[[], None]]:
+    """(send, shutdown) over the official OTLP exporter for the configured protocol."""
     if cfg.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcExporter,
         )
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+        from opentelemetry.sdk.trace.export import SpanExportResult
 
-        return GrpcExporter(endpoint=cfg.endpoint)
+        class Grpc(GrpcExporter):
+            # The exporter's seam: what to send for a batch (ours is encoded already).
+            def _translate_data(self, data: Any) -> ExportTraceServiceRequest:
+                req: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(
+                    data.payload)
+                return req
+
+            def _count_data(self, data: Any) -> int:
+                return int(data.count)
+
+        grpc_exp = Grpc(endpoint=cfg.endpoint)
+
+        def send_grpc(batch: EncodedBatch) -> bool:
+            result = grpc_exp._export(batch)  # type: ignore[arg-type]
+            return bool(result == SpanExportResult.SUCCESS)
+
+        return send_grpc, grpc_exp.shutdown
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpExporter,
     )
@@ -44,54 +77,111 @@ def make_exporter(cfg: TracingConfig) -> SpanExporter:
     endpoint = cfg.endpoint
     if endpoint is not None and urllib.parse.urlsplit(endpoint).path in ("", "/"):
         endpoint = endpoint.rstrip("/") + "/v1/traces"  # a base URL, as OTEL_..._ENDPOINT
-    return HttpExporter(endpoint=endpoint)
+    http_exp = HttpExporter(endpoint=endpoint)
+
+    def send_http(batch: EncodedBatch) -> bool:
+        return bool(http_exp._client.export(batch.payload).success)
+
+    return send_http, http_exp.shutdown
 
 
-def _ctx(trace_id: str, span_id: str, remote: bool = False) -> SpanContext:
-    return SpanContext(int(trace_id, 16), int(span_id, 16), is_remote=remote,
-                       trace_flags=_SAMPLED)
-
-
-def to_readable(rec: SpanRecord, resource: Resource, scope: InstrumentationScope) -> ReadableSpan:
-    parent = (_ctx(rec.trace_id, rec.parent_span_id, rec.parent_remote)
-              if rec.parent_span_id else None)
-    status = _STATUS.get(rec.status, StatusCode.UNSET)
-    return ReadableSpan(
-        name=rec.name,
-        context=_ctx(rec.trace_id, rec.span_id),
-        parent=parent,
-        resource=resource,
-        attributes=rec.attributes,
-        events=[Event(e.name, e.attributes, e.time_ns) for e in rec.events],
-        links=[Link(_ctx(k.trace_id, k.span_id), k.attributes) for k in rec.links],
-        kind=SpanKind.INTERNAL,
-        status=Status(status, rec.status_message or None) if status == StatusCode.ERROR
-        else Status(status),
-        start_time=rec.start_ns,
-        end_time=rec.end_ns if rec.end_ns is not None else rec.start_ns,
-        instrumentation_scope=scope,
-    )
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
 
 
 class OtlpExport:
     """Finished spans to an OTLP collector (Jaeger, an OTel collector, ...)."""
 
-    def __init__(self, cfg: TracingConfig, exporter: SpanExporter | None = None) -> None:
-        self.resource = Resource.create({"service.name": cfg.service_name})
-        self.scope = InstrumentationScope(A.SCOPE)
-        self.processor = BatchSpanProcessor(exporter or make_exporter(cfg))
+    def __init__(self, cfg: TracingConfig, send: Send | None = None,
+                 shutdown: Callable[[], None] | None = None) -> None:
+        resource = Resource.create({"service.name": cfg.service_name})
+        attrs = {k: v for k, v in resource.attributes.items()
+                 if isinstance(v, (str, bool, int, float))}
+        self.encoder = OtlpEncoder(attrs, A.SCOPE)
+        if send is None:
+            send, shutdown = make_sender(cfg)
+        self._send = send
+        self._shutdown_exporter = shutdown
+        self.delay_s = _env_int("OTEL_BSP_SCHEDULE_DELAY", 5000) / 1000
+        self.max_queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+        self.max_batch = _env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)
+        self._queue: deque[SpanRecord] = deque()
+        self._cond = threading.Condition()
+        self._closing = False
+        self._flush_requested = 0
+        self._flushed = 0
         self.exported = 0
+        self.dropped = 0
+        self.failed_batches = 0
+        self._thread = threading.Thread(target=self._worker, name="rstq-otlp-export",
+                                        daemon=True)
+        self._thread.start()
 
-    def export(self, rec: SpanRecord) -> None:
-        self.processor.on_end(to_readable(rec, self.resource, self.scope))
-        self.exported += 1
+    def export(self, span: SpanRecord) -> None:
+        """On the event loop: O(1), no lock unless a full batch is waiting."""
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            self.dropped += 1
+            return
+        queue.append(span)
+        if len(queue) == self.max_batch:
+            with self._cond:
+                self._cond.notify()
 
-    def flush(self, timeout_ms: int = 5000) -> bool:
-        return self.processor.force_flush(timeout_ms)
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                if not self._closing and len(self._queue) < self.max_batch \
+                        and self._flush_requested == self._flushed:
+                    self._cond.wait(self.delay_s)
+                closing, flush_to = self._closing, self._flush_requested
+            self._drain()
+            with self._cond:
+                self._flushed = flush_to
+                self._cond.notify_all()
+            if closing:
+                return
 
-    def shutdown(self) -> None:
-        """Blocking: exports what is queued (run it off the event loop)."""
-        self.processor.shutdown()  # type: ignore[no-untyped-call]
+    def _drain(self) -> None:
+        while self._queue:
+            batch: list[SpanRecord] = []
+            while self._queue and len(batch) < self.max_batch:
+                batch.append(self._queue.popleft())
+            try:
+                ok = self._send(EncodedBatch(self.encoder.request(batch), len(batch)))
+            except Exception:  # noqa: BLE001 - exporting must not kill the thread
+                log.exception("OTLP export failed")
+                ok = False
+            if ok:
+                self.exported += len(batch)
+            else:
+                self.failed_batches += 1
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Blocking: export what is queued now."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            self._flush_requested += 1
+            target = self._flush_requested
+            self._cond.notify_all()
+            while self._flushed < target and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        """Blocking: exports what is queued, stops the thread and the exporter."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout_s)
+        if self._shutdown_exporter is not None:
+            self._shutdown_exporter()
 
 
 def sampler_decides(sampler: object, trace_id: str, name: str, parent: SpanContext | None,

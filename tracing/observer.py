@@ -6,7 +6,7 @@ invocation (restate-server 1.7's span model, shared/reference/restate-traces.md)
 
     ingress <target>                 0 ms, child of the request's traceparent (if any)
     └─ invocation-start <target>     created → first attempt (a delayed send: the delay)
-       ├─ invocation-attempt-started 0 ms, exported as the attempt starts (live work shows)
+       ├─ invocation-attempt-started 0 ms, for an attempt still running after ~250 ms
        ├─ invocation-attempt <target>  one per attempt; journal commands and notifications
        │    are events; ERROR on failure; ends "suspended" on suspension (resume: next attempt)
        │  └─ invocation-start <callee>  a call's callee is a child of the caller's attempt
@@ -82,6 +82,7 @@ class TraceObserver:
         self._deployments = deployments
         self._marker = marker  # export invocation-attempt-started at each attempt start
         self._live: dict[str, _Live] = {}
+        self._unmarked: dict[str, SpanRecord] = {}  # running attempts not announced yet
 
     def _new(self, span: SpanRecord) -> None:
         """A span made finished (ingress, end, marker): stored and exported at once."""
@@ -220,11 +221,29 @@ class TraceObserver:
         live.attempt = span
         self._store(span)
         if self._marker and self._export is not None:
-            # OTel spans are immutable once ended, so the attempt span is exported at its end;
-            # this 0 ms sibling is exported now, so a running (or stuck) attempt shows at once.
-            marker = SpanRecord(live.trace_id, ids.new_span_id(), live.span_id,
-                                f"{A.ATTEMPT_STARTED} {live.pattern}", now, inv_id, attrs)
-            marker.finish(now, A.UNSET)
+            self._unmarked[inv_id] = span
+
+    def sweep(self, now_ns: int, min_age_ns: int) -> None:
+        """Announce attempts running for longer than `min_age_ns`: OTel spans are immutable
+        once ended, so the attempt span itself is exported when it ends; a 0 ms
+        `invocation-attempt-started` sibling (same attributes, the attempt's start time) shows a
+        long or stuck attempt meanwhile. Short attempts never need one."""
+        if not self._unmarked or self._export is None:
+            return
+        cutoff = now_ns - min_age_ns
+        while self._unmarked:
+            inv_id, span = next(iter(self._unmarked.items()))
+            if span.start_ns > cutoff:
+                break  # started in order: the rest are younger
+            del self._unmarked[inv_id]
+            live = self._live.get(inv_id)
+            if live is None or live.attempt is not span:
+                continue
+            pattern = live.pattern
+            marker = SpanRecord(span.trace_id, ids.new_span_id(), span.parent_span_id,
+                                f"{A.ATTEMPT_STARTED} {pattern}", span.start_ns, inv_id,
+                                dict(span.attributes))
+            marker.finish(span.start_ns, A.UNSET)
             self._export(marker)
 
     def _open_attempt(self, inv_id: str, epoch: int | None = None) -> SpanRecord | None:
@@ -241,6 +260,7 @@ class TraceObserver:
         if span is None:
             return
         live.attempt = None
+        self._unmarked.pop(live.invocation_id, None)
         span.attributes[A.ATTEMPT_OUTCOME] = outcome
         if code is not None:
             span.attributes[A.ERROR_CODE] = code

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 
 from rstq.tracing import ids
 from rstq.tracing.config import TracingConfig
@@ -12,11 +14,14 @@ from rstq.tracing.store import SpanStore
 
 log = logging.getLogger(__name__)
 
+SWEEP_S = 0.25  # attempts running longer than this are announced (invocation-attempt-started)
+
 
 class Tracing:
     def __init__(self, cfg: TracingConfig, deployments: Deployments,
                  export: OtlpExport | None = None) -> None:
         self.config = cfg
+        self._sweeper: asyncio.Task[None] | None = None
         self.store = SpanStore(cfg.store_max_spans, cfg.store_max_age_s)
         self.export = export if export is not None else (OtlpExport(cfg) if cfg.export
                                                          else None)
@@ -41,7 +46,23 @@ class Tracing:
             return ids.UNTRACED
         return trace
 
-    def shutdown(self) -> None:
-        """Blocking (exports what is queued): run it off the event loop."""
+    def start(self) -> None:
+        """In the event loop: announce long-running attempts every SWEEP_S."""
         if self.export is not None:
-            self.export.shutdown()
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            self.observer.sweep(time.time_ns(), int(SWEEP_S * 1e9))
+
+    async def aclose(self) -> None:
+        """Stop sweeping, export what is queued (on a thread), stop the exporter."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            try:
+                await self._sweeper
+            except asyncio.CancelledError:
+                pass
+        if self.export is not None:
+            await asyncio.to_thread(self.export.shutdown)

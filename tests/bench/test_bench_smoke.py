@@ -1,0 +1,49 @@
+"""Smoke run of the benchmark harness (bench/suite.py): rstq only, tiny sizes, a few seconds.
+
+Checks that every measured path works end to end (load generator, /proc CPU and memory, delayed
+sends and their lateness, SQL over /query and the Postgres wire, the JSON result), not the
+numbers: `make bench` is the benchmark.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _suite() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_suite", REPO_ROOT / "bench" / "suite.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_suite"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+def test_bench_suite_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "result.json"
+    rc = _suite().main(["--only", "rstq", "--scenarios", "greet", "timers", "sql",
+                        "--seconds", "1", "--warmup", "0.2", "--keys", "150", "--timers", "60",
+                        "--timer-window", "1", "--query-runs", "1", "--json", str(out)])
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    rows = {(r["scenario"], r["metric"]): r for r in doc["rows"]}
+    assert rows[("greet", "c=32 throughput")]["value"] > 0
+    assert rows[("greet", "c=1 p50")]["value"] > 0
+    assert rows[("greet", "c=32 server cpu/req")]["value"] > 0
+    assert rows[("greet", "c=32 throughput")]["baseline_value"] is None  # restate not run
+    assert rows[("timers", "fired")]["value"] == 60
+    assert rows[("sql", "state rows")]["value"] >= 150
+    assert 0 < rows[("sql", "server peak memory (VmHWM)")]["value"] < 2000
+    for label in ("count(*) state", "count(*) sys_journal"):
+        assert rows[("sql", f"/query {label}")]["value"] > 0
+        assert rows[("sql", f"pgwire {label} (vs /query)")]["value"] > 0
+    assert "all targets met" in capsys.readouterr().out
