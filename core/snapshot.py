@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import types
@@ -24,6 +25,7 @@ from typing import Any
 
 import msgpack
 import pyarrow as pa
+from crc32c import crc32c
 from pyarrow import ipc
 from rstq.core.model import (
     Invocation,
@@ -34,6 +36,7 @@ from rstq.core.model import (
     Timer,
 )
 
+log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT = 1
 _SCALARS: dict[Any, pa.DataType] = {
     str: pa.large_string(),
@@ -252,15 +255,17 @@ def write_snapshot(directory: Path, state: PartitionState, keep: int = 2) -> Pat
 
 
 def _write_files(tmp: Path, state: PartitionState) -> None:
-    files = {}
+    files, sums = {}, {}
     for name, table in state_to_tables(state).items():
         path = tmp / f"{name}.arrow"
         with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
         with open(path, "rb+") as f:
             os.fsync(f.fileno())
+            sums[name] = crc32c(f.read())
         files[name] = path.stat().st_size
-    manifest = {"format": SNAPSHOT_FORMAT, "lsn": state.applied_lsn, "files": files}
+    manifest = {"format": SNAPSHOT_FORMAT, "lsn": state.applied_lsn, "files": files,
+                "crc32c": sums}
     with open(tmp / "MANIFEST.json", "w") as f:
         json.dump(manifest, f)
         f.flush()
@@ -276,7 +281,8 @@ def load_latest(directory: Path) -> PartitionState | None:
     for snap in sorted((p for p in root.iterdir() if not p.name.startswith(".")), reverse=True):
         try:
             return load_snapshot(snap)
-        except (OSError, ValueError, KeyError, SnapshotError, pa.ArrowException):
+        except (OSError, ValueError, KeyError, TypeError, SnapshotError, pa.ArrowException) as e:
+            log.warning("snapshot %s skipped (%s); falling back to an older one", snap, e)
             continue
     return None
 
@@ -288,6 +294,9 @@ def load_snapshot(snap: Path) -> PartitionState:
         path = snap / f"{name}.arrow"
         if path.stat().st_size != size:
             raise SnapshotError(f"{path}: size {path.stat().st_size}, manifest says {size}")
+        crc = manifest.get("crc32c", {}).get(name)  # Arrow IPC has no checksum of its own
+        if crc is not None and crc32c(path.read_bytes()) != crc:
+            raise SnapshotError(f"{path}: checksum mismatch")
         with pa.memory_map(str(path)) as source:
             tables[name] = ipc.open_file(source).read_all()
     state = tables_to_state(tables)
@@ -302,6 +311,15 @@ def latest_snapshot_lsn(directory: Path) -> int:
         return 0
     names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
     return int(names[-1]) if names else 0
+
+
+def oldest_snapshot_lsn(directory: Path) -> int:
+    """LSN of the oldest snapshot kept (0 if none): the log is kept from there on."""
+    root = directory / "snapshots"
+    if not root.is_dir():
+        return 0
+    names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    return int(names[0]) if names else 0
 
 
 def oldest_snapshot_lsn(directory: Path) -> int:

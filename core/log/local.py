@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .api import FsyncPolicy, LogClosed, LogError
+from .api import FsyncPolicy, LogClosed, LogError, LogFull
 from .catalog import Catalog
 from .reader import read_records
 from .recovery import recover
@@ -162,6 +162,7 @@ class LocalLog:
             if error is None:
                 fut.set_result(None)
             else:
-                exc = LogError(f"log write failed: {error!r}")
+                exc = (LogFull(str(error)) if isinstance(error, LogFull)  # not fatal: no wrap
+                       else LogError(f"log write failed: {error!r}"))
                 exc.__cause__ = error
                 fut.set_exception(exc)
