@@ -51,12 +51,6 @@ def main() -> None:
               help="Largest state value a handler may set, in bytes.")
 @click.option("--max-inbox", type=int, default=100_000, show_default=True,
               help="Invocations queued per object key; beyond it ingress answers 429.")
-@click.option("--max-journal-entry", type=int, default=32 * 1024 * 1024, show_default=True,
-              help="Largest message a service may send (journal entry) in bytes.")
-@click.option("--max-state-value", type=int, default=16 * 1024 * 1024, show_default=True,
-              help="Largest state value a handler may set, in bytes.")
-@click.option("--max-inbox", type=int, default=100_000, show_default=True,
-              help="Invocations queued per object key; beyond it ingress answers 429.")
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--loop", "loop_impl", type=click.Choice(["uvloop", "asyncio"]), default="uvloop",
               show_default=True, help="Event loop (uvloop: same semantics, less CPU).")

@@ -68,7 +68,6 @@ LIMIT_KEY_HEADER: Final = "x-restate-limit-key"
 # Not forwarded to the handler (restate's parse_headers); everything else is, as sent.
 _DROPPED_HEADERS: Final = frozenset({"connection", "host", IDEMPOTENCY_KEY, IDEMPOTENCY_EXPIRES})
 INBOX_FULL: Final = "inbox full"
-INBOX_FULL: Final = "inbox full"
 NOT_READY: Final = 470  # restate's "the invocation exists but has not completed yet"
 _REASONS: Final = {NOT_READY: "Not Ready"}
 

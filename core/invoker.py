@@ -182,12 +182,6 @@ class Invoker:
                 and inv.epoch == epoch):
             self.handle(partition, a.StartAttempt(invocation_id, epoch))
 
-    def _restart(self, partition: int, invocation_id: str, epoch: int) -> None:
-        inv = self.server.processors[partition].state.invocations.get(invocation_id)
-        if (invocation_id not in self._attempts and inv is not None and inv.status == INVOKED
-                and inv.epoch == epoch):
-            self.handle(partition, a.StartAttempt(invocation_id, epoch))
-
     def _target(self, inv: Invocation) -> tuple[Deployment, EffectiveSettings]:
         schema = self.server.schema
         dep = schema.deployments.get(inv.deployment_id)
@@ -374,12 +368,6 @@ class Invoker:
         """Turn one frame into proposals; True when it ends the attempt."""
         t = header.type
         inv_id, ep = att.invocation_id, att.epoch
-        if isinstance(msg, pm.SetStateCommandMessage) and msg.value is not None:
-            limit = self.server.config.max_state_value_bytes
-            if len(msg.value.content) > limit:
-                raise AttemptError(PROTOCOL_VIOLATION,
-                                   f"state value of {len(msg.value.content)} bytes exceeds the "
-                                   f"state value limit of {limit} bytes")
         if isinstance(msg, pm.SetStateCommandMessage) and msg.value is not None:
             limit = self.server.config.max_state_value_bytes
             if len(msg.value.content) > limit:

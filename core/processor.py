@@ -172,10 +172,6 @@ class PartitionProcessor:
     def running(self) -> bool:
         return not self._closing and self._fatal is None
 
-    @property
-    def running(self) -> bool:
-        return not self._closing and self._fatal is None
-
     # --- proposing -----------------------------------------------------------------------------
 
     def propose_nowait(
@@ -303,13 +299,6 @@ class PartitionProcessor:
         heapq.heappush(self._timers, (self.clock.now_ms() + 1000, timer_id))
         self._timer_wakeup.set()
 
-    def _timer_refused(self, fut: asyncio.Future[list[a.Action]], *, timer_id: str) -> None:
-        """A TimerFired that did not reach the log (disk full) fires again a second later."""
-        if fut.cancelled() or fut.exception() is None or self._closing or self._fatal:
-            return
-        heapq.heappush(self._timers, (self.clock.now_ms() + 1000, timer_id))
-        self._timer_wakeup.set()
-
     async def _run_timers(self) -> None:
         # Checks the flag too: in 3.11 a cancel racing the wakeup can be swallowed.
         while not self._closing:
@@ -325,7 +314,6 @@ class PartitionProcessor:
                     break
             for tid in dict.fromkeys(due):
                 self.propose_nowait(c.TimerFired(tid)).add_done_callback(
-                    functools.partial(self._timer_refused, timer_id=tid)).add_done_callback(
                     functools.partial(self._timer_refused, timer_id=tid))
             self._timer_wakeup.clear()
             delay_ms = (self._timers[0][0] - now) if self._timers else None

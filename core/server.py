@@ -56,9 +56,6 @@ class ServerConfig:
     max_journal_entry_bytes: int = 32 * 1024 * 1024  # one frame from a service endpoint
     max_state_value_bytes: int = 16 * 1024 * 1024  # one SetState value
     max_inbox: int = 100_000  # invocations queued per object key; more: ingress answers 429
-    max_journal_entry_bytes: int = 32 * 1024 * 1024  # one frame from a service endpoint
-    max_state_value_bytes: int = 16 * 1024 * 1024  # one SetState value
-    max_inbox: int = 100_000  # invocations queued per object key; more: ingress answers 429
     extra: dict[str, str] = field(default_factory=dict)
     tracing: TracingConfig | None = None  # None: off (rstq.tracing.config.TracingConfig.from_env)
 

@@ -320,12 +320,3 @@ def oldest_snapshot_lsn(directory: Path) -> int:
         return 0
     names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
     return int(names[0]) if names else 0
-
-
-def oldest_snapshot_lsn(directory: Path) -> int:
-    """LSN of the oldest snapshot kept (0 if none): the log is kept from there on."""
-    root = directory / "snapshots"
-    if not root.is_dir():
-        return 0
-    names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
-    return int(names[0]) if names else 0

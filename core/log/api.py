@@ -39,11 +39,6 @@ class LogFull(LogError):
     appends succeed again once space is freed."""
 
 
-class LogFull(LogError):
-    """The disk is full: this append was not written (nothing acknowledged is affected); later
-    appends succeed again once space is freed."""
-
-
 class LogClosed(LogError):
     """The log was closed while an append was pending or after close."""
 

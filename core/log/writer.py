@@ -16,7 +16,6 @@ with `LogFull`, their LSNs are handed out again, and later appends succeed once 
 from __future__ import annotations
 
 import errno
-import errno
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -149,22 +148,6 @@ class GroupCommitWriter(Generic[W]):
                 os.fsync(self._fd)  # close() promises durability under every policy
         finally:
             os.close(self._fd)
-
-    def _cut_back(self) -> bool:
-        """After a failed write: drop its partial bytes. False if even that fails."""
-        try:
-            os.ftruncate(self._fd, self._active_size)
-        except OSError:
-            return False
-        return True
-
-    def _drop_pending(self, first_lsn: int) -> list[W]:
-        """Fail what queued behind a failed batch and reuse the LSNs from `first_lsn` on."""
-        with self._cond:
-            waiters, self._waiters = self._waiters, []
-            self._buf = bytearray()
-            self._next_lsn = self._buf_first_lsn = first_lsn
-            return waiters
 
     def _cut_back(self) -> bool:
         """After a failed write: drop its partial bytes. False if even that fails."""
