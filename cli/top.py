@@ -270,7 +270,7 @@ def _status_panel(d: TopData) -> Panel:
     grid.add_column(no_wrap=True)
     for s in SHOWN_STATUSES:
         n = d.by_status.get(s, 0)
-        bar = "█" * (round(n / total * 10) if n else 0)
+        bar = "█" * (max(1, round(n / total * 8)) if n else 0)
         grid.add_row(status_text(s), str(n), Text(bar, style=STATUS_STYLE.get(s, "")))
     return Panel(grid, title="invocations", title_align="left")
 
@@ -305,7 +305,7 @@ def _partition_panel(d: TopData) -> Panel:
         rate = p.get("cmd_per_s")
         rows.append((p["partition_id"], p["applied_lsn"], p["durable_lsn"], p["snapshot_lsn"],
                      p["first_lsn"], p["invocations"], "" if rate is None else f"{rate:.0f}"))
-    return Panel(table(["p", "applied", "durable", "snapshot", "first", "inv", "cmd/s"], rows),
+    return Panel(table(["p", "applied", "durable", "snap", "first", "inv", "cmd/s"], rows),
                  title="partitions (log positions)", title_align="left")
 
 
@@ -316,7 +316,7 @@ def _waiting_panel(d: TopData, st: ViewState, width: int) -> Panel:
     t.add_column("TARGET", no_wrap=True, max_width=28)
     t.add_column("STATUS", no_wrap=True)
     t.add_column("FOR", no_wrap=True, justify="right")
-    t.add_column("WAITING FOR", no_wrap=True, ratio=1)
+    t.add_column("WAITING FOR", ratio=1, overflow="fold")
     for i, w in enumerate(d.waiting):
         r = w.row
         mark = Text("▶", style="bold") if st.view == "main" and i == st.selected else ""
@@ -324,7 +324,7 @@ def _waiting_panel(d: TopData, st: ViewState, width: int) -> Panel:
         waits = "; ".join(wait_line(x, d.now, compact=True) for x in w.waits)
         t.add_row(mark, str(r["id"]), shorten(str(r["target"]), 28), status_text(r["status"]),
                   human_duration((d.now - since).total_seconds()) if since else "",
-                  Text(waits, overflow="ellipsis"))
+                  Text(waits))
     if not d.waiting:
         t.add_row("", Text("nothing waiting", style="dim"), "", "", "", "")
     return Panel(t, title="longest waiting (since last progress)", title_align="left")
@@ -333,12 +333,13 @@ def _waiting_panel(d: TopData, st: ViewState, width: int) -> Panel:
 def _retried_panel(d: TopData) -> Panel:
     t = Table(show_edge=False, box=None, header_style="bold", pad_edge=False, expand=True)
     cols: tuple[tuple[str, dict[str, Any]], ...] = (
-        ("ID", {}), ("RETRIES", {"justify": "right"}), ("NEXT", {}), ("LAST FAILURE", {"ratio": 1}))
+        ("ID", {}), ("TARGET", {"max_width": 28}), ("RETRIES", {"justify": "right"}),
+        ("NEXT", {}), ("LAST FAILURE", {"ratio": 1}))
     for name, kw in cols:
         t.add_column(name, no_wrap=True, **kw)
     for r in d.retried:
         failure = f"[{r['last_failure_error_code']}] " if r.get("last_failure_error_code") else ""
-        t.add_row(str(r["id"]), str(r["retry_count"]),
+        t.add_row(str(r["id"]), shorten(str(r.get("target") or ""), 28), str(r["retry_count"]),
                   relative(r.get("next_retry_at"), d.now) if r.get("next_retry_at") else
                   str(r.get("status") or ""),
                   Text(failure + str(r.get("last_failure") or ""), style="red",
@@ -348,11 +349,13 @@ def _retried_panel(d: TopData) -> Panel:
 
 def _failures_panel(d: TopData) -> Panel:
     t = Table(show_edge=False, box=None, header_style="bold", pad_edge=False, expand=True)
+    t.add_column("ID", no_wrap=True)
+    t.add_column("TARGET", no_wrap=True, max_width=28)
     t.add_column("WHEN", no_wrap=True)
-    t.add_column("TARGET", no_wrap=True, max_width=24)
     t.add_column("FAILURE", no_wrap=True, ratio=1)
     for r in d.failures:
-        t.add_row(relative(r.get("completed_at"), d.now), shorten(str(r["target"]), 24),
+        t.add_row(str(r["id"]), shorten(str(r["target"]), 28),
+                  relative(r.get("completed_at"), d.now),
                   Text(str(r.get("completion_failure") or ""), style="red", overflow="ellipsis"))
     return Panel(t, title="recent failures", title_align="left")
 
@@ -392,12 +395,11 @@ def render_screen(d: TopData, st: ViewState, width: int, height: int) -> Rendera
         return layout
     top_rows = max(10, min(len(d.partitions), 12) + 3)
     top = Layout(size=top_rows)
-    top.split_row(Layout(_status_panel(d), ratio=2), Layout(_throughput_panel(d), ratio=4),
-                  Layout(_partition_panel(d), ratio=4))
-    bottom = Layout(ratio=2)
-    bottom.split_row(Layout(_retried_panel(d)), Layout(_failures_panel(d)))
+    top.split_row(Layout(_status_panel(d), size=30), Layout(_throughput_panel(d), ratio=1),
+                  Layout(_partition_panel(d), size=52))
     layout.split_column(Layout(_header(d, st), size=1), top,
-                        Layout(_waiting_panel(d, st, width), ratio=3), bottom,
+                        Layout(_waiting_panel(d, st, width), ratio=3),
+                        Layout(_retried_panel(d), ratio=1), Layout(_failures_panel(d), ratio=1),
                         Layout(_footer(st), size=1))
     return layout
 
@@ -601,4 +603,7 @@ def top(service: str | None, interval: float, window: int, once: bool, client: A
 
         print_json(dataclasses.asdict(t.data))
         return
-    run_live(t, Console(), once=once or not sys.stdout.isatty())
+    tty = sys.stdout.isatty()
+    out = Console() if tty else Console(width=int(os.environ.get("COLUMNS") or 160),
+                                        height=int(os.environ.get("LINES") or 48))
+    run_live(t, out, once=once or not tty)
