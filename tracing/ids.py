@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import re
 from dataclasses import dataclass
 
@@ -49,12 +50,23 @@ def traceparent(trace_id: str, span_id: str, sampled: bool = True) -> str:
     return f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
 
 
+# Random ids need to be unique, not secret (the OTel SDK's generator is random.getrandbits too);
+# os.urandom releases the GIL, which costs a thread switch when the export thread is busy.
+_rng = random.Random(os.urandom(16))
+
+
 def new_trace_id() -> str:
-    return os.urandom(16).hex()
+    return _nonzero(f"{_rng.getrandbits(128):032x}")
 
 
 def new_span_id() -> str:
-    return os.urandom(8).hex()
+    return _nonzero(f"{_rng.getrandbits(64):016x}")
+
+
+def derived_span_id(invocation_id: str, what: str) -> str:
+    """A span id of the invocation's own (e.g. its end span), stable across replays."""
+    digest = hashlib.blake2b(f"{invocation_id}/{what}".encode(), digest_size=8).hexdigest()
+    return _nonzero(digest)
 
 
 def _nonzero(h: str) -> str:

@@ -185,7 +185,7 @@ class TraceObserver:
             attrs[A.INVOCATION_RESULT] = A.RESULT_FAILURE
             attrs[A.ERROR_CODE] = act.failure[0]
             status, message = A.ERROR, f"[{act.failure[0]}] {act.failure[1]}"[:1000]
-        end = SpanRecord(live.trace_id, ids.new_span_id(), live.span_id,
+        end = SpanRecord(live.trace_id, ids.derived_span_id(act.invocation_id, "end"), live.span_id,
                          f"{A.END} {live.pattern}", now, act.invocation_id, attrs)
         end.finish(now, status, message)
         self._new(end)
@@ -240,7 +240,8 @@ class TraceObserver:
             if live is None or live.attempt is not span:
                 continue
             pattern = live.pattern
-            marker = SpanRecord(span.trace_id, ids.new_span_id(), span.parent_span_id,
+            marker = SpanRecord(span.trace_id, ids.derived_span_id(inv_id, f"started/{span.epoch}"),
+                                span.parent_span_id,
                                 f"{A.ATTEMPT_STARTED} {pattern}", span.start_ns, inv_id,
                                 dict(span.attributes))
             marker.finish(span.start_ns, A.UNSET)

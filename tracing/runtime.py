@@ -28,7 +28,10 @@ class Tracing:
         from opentelemetry.sdk.trace import TracerProvider
 
         # The sampler OTEL_TRACES_SAMPLER[_ARG] asks for (parentbased_always_on by default).
+        from opentelemetry.sdk.trace.sampling import DEFAULT_ON
+
         self.sampler = TracerProvider(shutdown_on_exit=False).sampler
+        self._default_sampler = self.sampler is DEFAULT_ON
         self.observer = TraceObserver(self.store.add,
                                       self.export.export if self.export is not None else None,
                                       deployments)
@@ -37,6 +40,8 @@ class Tracing:
         """The trace fields of an ingress Invoke: sampled, inherited or new."""
         incoming = ids.parse_traceparent(traceparent)
         trace = ids.for_ingress(invocation_id, incoming)
+        if self._default_sampler:  # parentbased_always_on: no need to ask it
+            return trace if incoming is None or incoming.sampled else ids.UNTRACED
         from opentelemetry.trace import SpanContext, TraceFlags
 
         parent = (SpanContext(int(incoming.trace_id, 16), int(incoming.span_id, 16), True,
