@@ -45,6 +45,9 @@ class ApplyObserver(Protocol):
     def on_applied(self, partition: int, envelope: c.Envelope, actions: list[a.Action],
                    state: PartitionState) -> None: ...
 
+    def on_redrive(self, partition: int, actions: list[a.Action], state: PartitionState,
+                   ) -> None: ...
+
 
 class Refused(Exception):
     """A proposal refused before it reached the log (e.g. a stale attempt)."""
@@ -287,6 +290,8 @@ class PartitionProcessor:
     def redrive(self, actions: Sequence[a.Action]) -> None:
         """Hand recovery actions to the runtime (after every partition is up)."""
         self._timer_wakeup.set()
+        if self.observer is not None and actions:  # attempts restarted after recovery
+            self.observer.on_redrive(self.partition_id, list(actions), self.state)
         if self.sink is not None and actions:
             self.sink.on_actions(self.partition_id, actions)
 

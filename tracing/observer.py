@@ -124,6 +124,14 @@ class TraceObserver:
             elif isinstance(act, a.InvocationCompleted):
                 self._completed(act, now)
 
+    def on_redrive(self, partition: int, actions: list[a.Action], state: PartitionState,
+                   ) -> None:
+        """Attempts restarted after recovery (their invocation spans were exported before)."""
+        now = time.time_ns()
+        for act in actions:
+            if isinstance(act, a.StartAttempt):
+                self._attempt_started(state, act.invocation_id, act.epoch, now)
+
     # --- invocations ---------------------------------------------------------------------------
 
     def _live_of(self, state: PartitionState, inv_id: str) -> _Live | None:

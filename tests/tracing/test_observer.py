@@ -129,6 +129,21 @@ def test_long_attempts_are_announced_once_while_running() -> None:
     assert not h.named("invocation-attempt", inv)  # the attempt itself: at its end
 
 
+def test_attempts_redriven_after_recovery_get_spans() -> None:
+    h = Harness()
+    inv = inv_id_on(0, 1, n=11)
+    h.run(traced_invoke(inv))
+    fresh = Harness()  # a restarted server: same state, an observer that saw nothing
+    fresh.state = h.state
+    fresh.obs.on_redrive(0, [a.StartAttempt(inv, 1)], fresh.state)
+    fresh.run(output(inv, 1))
+    fresh.run(c.End(inv, 1))
+    attempt, = fresh.named("invocation-attempt", inv)
+    assert attempt.parent_span_id == ids.invocation_span_id(inv)
+    assert attempt.trace_id == INCOMING.trace_id and attempt.status == "OK"
+    assert fresh.named("invocation-end", inv)
+
+
 def test_failed_attempt_and_kill() -> None:
     h = Harness()
     inv = inv_id_on(0, 1, n=7)
