@@ -247,6 +247,7 @@ class H2Connection:
         self._goaway = False
         self._error: H2ConnectionError | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._flush_pending = False  # a _flush is scheduled for the end of this loop turn
 
     @classmethod
     async def connect(cls, host: str, port: int) -> H2Connection:
@@ -307,11 +308,14 @@ class H2Connection:
         end_stream: bool = False,
         authority: str | None = None,
         never_index: frozenset[str] = frozenset(),
+        flush: bool = True,
     ) -> H2Stream:
         """Open a stream and send the request head. `end_stream=True` for body-less requests.
 
         Headers named in `never_index` (lower-case) are sent as HPACK never-indexed literals:
-        for values unique to one request (ids), which would only churn the dynamic table."""
+        for values unique to one request (ids), which would only churn the dynamic table.
+        `flush=False` leaves the HEADERS frame buffered: the caller's first `send()` (or `end()`)
+        writes it together with the first DATA frame, one socket write instead of two."""
         while True:
             self._check_usable()
             limit = self._h2.remote_settings.max_concurrent_streams
@@ -338,7 +342,8 @@ class H2Connection:
             del self._streams[stream_id]
             raise H2ConnectionError(f"cannot open stream: {e}") from e
         stream._local_closed = end_stream
-        await self._flush_and_drain()
+        if flush:
+            await self._flush_and_drain()
         return stream
 
     async def close(self) -> None:
@@ -406,16 +411,27 @@ class H2Connection:
             self._shutdown(err)
             raise err from e
 
+    def _flush_soon(self) -> None:
+        """Flush at the end of this loop turn: frames queued meanwhile (other streams' resets,
+        window updates, DATA) share one socket write."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._deferred_flush)
+
+    def _deferred_flush(self) -> None:
+        self._flush_pending = False
+        self._flush()
+
     def _ack(self, stream_id: int, flow_len: int) -> None:
         if flow_len and not self._closed:
             self._h2.acknowledge_received_data(flow_len, stream_id)
-            self._flush()
+            self._flush_soon()
 
     def _reset(self, stream: H2Stream, error_code: int) -> None:
         if not self._closed and stream.stream_id in self._streams:
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self._h2.reset_stream(stream.stream_id, error_code)
-                self._flush()
+                self._flush_soon()
         # Return unread data to the connection window; h2 ignores the closed stream's part.
         unread = sum(i[1] for i in stream._inbox if isinstance(i, tuple))
         stream._inbox.clear()
@@ -588,6 +604,7 @@ class H2Pool:
         *,
         end_stream: bool = False,
         never_index: frozenset[str] = frozenset(),
+        flush: bool = True,
     ) -> H2Stream:
         """Open a stream on the pooled connection; retries once on a fresh connection when the
         pooled one turned out to be dead (the request was provably not processed)."""
@@ -595,7 +612,7 @@ class H2Pool:
             conn = await self.connection(host, port)
             try:
                 return await conn.request(method, path, headers, end_stream=end_stream,
-                                          never_index=never_index)
+                                          never_index=never_index, flush=flush)
             except H2ConnectionError as e:
                 if attempt == 2 or not e.refused:
                     raise

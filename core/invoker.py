@@ -263,8 +263,9 @@ class Invoker:
                           headers: dict[str, str], body: bytes,
                           settings: EffectiveSettings) -> None:
         host, port, path = h2c.split_url(url)
+        # HEADERS stay buffered: _push's first send writes them with the replay, in one write.
         stream = await self._h2.request(host, port, "POST", path, headers,
-                                        never_index=_UNIQUE_HEADERS)
+                                        never_index=_UNIQUE_HEADERS, flush=False)
         att.push = asyncio.Queue()
         pusher = asyncio.get_running_loop().create_task(
             self._push(att, proc, stream, body, settings.inactivity_timeout_ms / 1000))
