@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(PY) examples/run.py --data-dir $(DATA_DIR)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check core query pgwire tracing sdk cli tests bench examples
+	$(VENV)/bin/ruff check core query pgwire tracing sdk cli tests bench examples notebooks
 	$(MAKE) typecheck
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
