@@ -30,8 +30,10 @@ def main() -> None:
 @click.option("--fsync", type=click.Choice(["batch", "none"]), default="batch",
               show_default=True,
               help="batch: acknowledge appends after fsync. none: UNSAFE, tests/benchmarks only.")
-@click.option("--snapshot-every", type=int, default=20_000, show_default=True,
-              help="Applied commands between partition snapshots.")
+@click.option("--snapshot-every", type=int, default=None,
+              help="Applied commands between partition snapshots (default: auto, at least "
+                   "20000 and 4 per invocation or object key held, so the snapshot cost per "
+                   "command stays flat as the state grows).")
 @click.option("--ingress", "ingress_bind", default="127.0.0.1:8080", show_default=True,
               help="Ingress HTTP listener (host:port).")
 @click.option("--admin", "admin_bind", default="127.0.0.1:9070", show_default=True,
@@ -54,7 +56,7 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--loop", "loop_impl", type=click.Choice(["uvloop", "asyncio"]), default="uvloop",
               show_default=True, help="Event loop (uvloop: same semantics, less CPU).")
-def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: int,
+def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: int | None,
            ingress_bind: str, admin_bind: str, enable_protocol_v7: bool, max_body: int,
            pgwire_bind: str, pgwire_user: str | None, pgwire_password: str | None,
            max_journal_entry: int, max_state_value: int, max_inbox: int,

@@ -45,7 +45,7 @@ class ServerConfig:
     data_dir: Path = Path("./rstq-data")
     partitions: int | None = None  # only used when the data dir is created
     fsync: FsyncPolicy = FsyncPolicy.BATCH
-    snapshot_every: int = 20_000
+    snapshot_every: int | None = None  # None: auto, see ProcessorConfig
     ingress_bind: str | None = "127.0.0.1:8080"  # None: no listener (in-process tests)
     admin_bind: str | None = "127.0.0.1:9070"
     pgwire_bind: str | None = "127.0.0.1:9071"
