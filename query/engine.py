@@ -169,6 +169,8 @@ class Engine:
         self._lock = threading.Lock()
         # Hooks for other layers (e.g. pg_catalog for the Postgres wire server).
         self.extra_schemas: dict[str, Callable[[], SchemaProvider]] = {}
+        # Tables read at query time, outside the partition snapshots (e.g. sys_span).
+        self.live_tables: dict[str, Callable[[], pa.Table]] = {}
         self.context_hooks: list[Callable[[SessionContext], None]] = []
         self.materializer: Materializer | None = None  # set when it reads a server
         self.queries = 0
@@ -270,6 +272,14 @@ class Engine:
         for td in t.TABLES:
             if text is not None and td.name not in text:
                 out[td.name] = self._empty(td)
+                continue
+            live = self.live_tables.get(td.name)
+            if live is not None:
+                # Truncating casts: span clocks are ns, our timestamp columns ms.
+                table = live()
+                cols = [pc.cast(table.column(f.name), f.type, safe=False) for f in td.schema]
+                batches = pa.Table.from_arrays(cols, schema=td.schema).to_batches()
+                out[td.name] = self._provider(td.name, [batches or [to_batch(td.schema, [])]])
                 continue
             small = snap.small.get(td.name)
             if small is not None:

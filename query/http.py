@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from aiohttp import web
+from rstq.query import tables as t
 from rstq.query.api import QueryError
 from rstq.query.engine import Engine, Limits
 from rstq.query.source import Materializer, server_in_flight, server_sources
@@ -51,6 +52,9 @@ def engine_for(server: Server, limits: Limits | None = None) -> Engine:
                                "thread may use it") from None
         eng = Engine(snapshot, loop, limits)
         eng.materializer = mat
+        tracing = getattr(server, "tracing", None)
+        if tracing is not None:
+            eng.live_tables[t.SYS_SPAN.name] = tracing.store.to_arrow
         _engines[server] = eng
     return eng
 

@@ -67,6 +67,7 @@ class Materializer:
         small = dict(self._schema_tables)
         small[t.SYS_PARTITION.name] = partition_table(parts, self.views)
         small[t.SYS_JOURNAL_EVENTS.name] = to_batch(t.SYS_JOURNAL_EVENTS.schema, [])
+        small[t.SYS_SPAN.name] = to_batch(t.SYS_SPAN.schema, [])  # live when tracing is on
         stores = {s.name: tuple(pv.lanes[s.name].nodes for pv in self.views[:len(parts)])
                   for s in STORES}
         self._snapshot = Snapshot(self.generation, stores, small,

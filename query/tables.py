@@ -338,10 +338,29 @@ SYS_PARTITION = TableDef(
     ),
 )
 
+SYS_SPAN = TableDef(
+    "sys_span",
+    "rstq: recent trace spans made from the call graph (a bounded in-memory store; empty when "
+    "tracing is off: start the server with --otlp URL or --trace-store). Join to invocations "
+    "on invocation_id or trace_id.",
+    (
+        _c("trace_id", STR, "W3C trace id (32 hex digits); sys_invocation.trace_id."),
+        _c("span_id", STR, "Span id (16 hex digits)."),
+        _c("parent_span_id", STR, "Parent span id; NULL for a root span."),
+        _c("name", STR, "`ingress`, `invocation-start`, `invocation-attempt`, `invocation-end`, "
+                        "... followed by the target pattern."),
+        _c("start", TS, "Span start."),
+        _c("end", TS, "Span end; NULL while the span (e.g. a running attempt) is open."),
+        _c("status", STR, "`OK`, `ERROR: <message>` or `UNSET`."),
+        _c("attributes", STR, "Span attributes as a JSON object."),
+        _c("invocation_id", STR, "Invocation the span belongs to."),
+    ),
+)
+
 TABLES: tuple[TableDef, ...] = (
     SYS_INVOCATION, SYS_INVOCATION_STATUS, SYS_INVOCATION_STATE, SYS_STATUS, SYS_JOURNAL,
     SYS_JOURNAL_EVENTS, STATE, SYS_INBOX, SYS_KEYED_SERVICE_STATUS, SYS_PROMISE, SYS_SERVICE,
-    SYS_DEPLOYMENT, SYS_TIMER, SYS_IDEMPOTENCY, SYS_PARTITION,
+    SYS_DEPLOYMENT, SYS_TIMER, SYS_IDEMPOTENCY, SYS_PARTITION, SYS_SPAN,
 )
 BY_NAME = {t.name: t for t in TABLES}
 

@@ -16,7 +16,7 @@ RESTATE = json.loads((HERE / "restate_1_7_columns.json").read_text())
 SHARED = ["state", "sys_deployment", "sys_inbox", "sys_invocation", "sys_invocation_state",
           "sys_invocation_status", "sys_journal", "sys_journal_events",
           "sys_keyed_service_status", "sys_promise", "sys_service"]
-OURS = ["sys_status", "sys_timer", "sys_idempotency", "sys_partition"]
+OURS = ["sys_status", "sys_timer", "sys_idempotency", "sys_partition", "sys_span"]
 
 
 def test_every_table_is_shared_or_ours() -> None:
