@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -171,6 +171,8 @@ class Engine:
         self.extra_schemas: dict[str, Callable[[], SchemaProvider]] = {}
         # Tables read at query time, outside the partition snapshots (e.g. sys_span).
         self.live_tables: dict[str, Callable[[], pa.Table]] = {}
+        # Awaited on the owner loop before a snapshot: brings the views up to date in slices.
+        self.prepare: Callable[[], Awaitable[None]] | None = None
         self.context_hooks: list[Callable[[SessionContext], None]] = []
         self.materializer: Materializer | None = None  # set when it reads a server
         self.queries = 0
@@ -190,6 +192,8 @@ class Engine:
     async def sql_async(self, query: str, params: Sequence[object] | None = None,
                         timeout_s: float | None = None) -> pa.Table:
         """The same, awaited on the owner loop: the snapshot is taken right here."""
+        if self.prepare is not None:
+            await self.prepare()
         snap = self.take_snapshot()
         fut = self._qthread().submit(self._run(snap, query, params, timeout_s))
         return await asyncio.wrap_future(fut)
@@ -200,6 +204,8 @@ class Engine:
             return self._snapshot()
 
         async def take() -> Snapshot:
+            if self.prepare is not None:
+                await self.prepare()
             return self._snapshot()
 
         return asyncio.run_coroutine_threadsafe(take(), loop).result()

@@ -52,6 +52,7 @@ def engine_for(server: Server, limits: Limits | None = None) -> Engine:
                                "thread may use it") from None
         eng = Engine(snapshot, loop, limits)
         eng.materializer = mat
+        eng.prepare = lambda: mat.catch_up(server_sources(server))
         tracing = getattr(server, "tracing", None)
         if tracing is not None:
             eng.live_tables[t.SYS_SPAN.name] = tracing.store.to_arrow

@@ -7,6 +7,7 @@ when nothing changed, so idle queries cost nothing here.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,6 +44,22 @@ class Materializer:
         self._schema_tables: dict[str, pa.RecordBatch] = {}
         self._partition_key: tuple[object, ...] | None = None
         self.generation = 0
+
+    async def catch_up(self, parts: Sequence[PartitionSource], budget: int = 2000) -> None:
+        """Rebuild what changed in slices of `budget` keys, yielding to the event loop between
+        slices, so a large first build (or a burst of changes) does not stall invocations.
+        Call right before `snapshot`, which then has little left to do."""
+        while len(self.views) < len(parts):
+            self.views.append(PartitionViews(len(self.views)))
+        while True:
+            busy = False
+            for pv, src in zip(self.views, parts, strict=False):
+                if src.state is not pv.state or pv.behind:
+                    pv.refresh(src.state, src.version, self.in_flight, budget)
+                    busy = busy or pv.behind
+                    await asyncio.sleep(0)
+            if not busy:
+                return
 
     def snapshot(self, parts: Sequence[PartitionSource], schema: Schema | None = None
                  ) -> Snapshot:

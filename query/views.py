@@ -16,6 +16,7 @@ between two applied batches) and never changed afterwards.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -241,23 +242,43 @@ class PartitionViews:
         self.version: int | None = None
         self.lanes = {s.name: s.lane() for s in STORES}
         self.stats = ViewStats()
+        # Keys seen changed but not rebuilt yet (a budgeted refresh leaves the rest here).
+        self.pending: dict[str, set[Any]] = {f: set() for f in TRACKED_FIELDS}
+
+    @property
+    def behind(self) -> bool:
+        return any(self.pending.values())
 
     def refresh(self, state: PartitionState, version: int | None,
-                in_flight: Callable[[str], bool]) -> bool:
-        """Bring the stores up to date with `state`; False when nothing could have changed."""
-        if state is self.state and version is not None and version == self.version:
+                in_flight: Callable[[str], bool], budget: int | None = None) -> bool:
+        """Bring the stores up to date with `state`; False when nothing could have changed.
+
+        With a `budget`, rebuild at most that many keys per table and keep the rest pending:
+        the first build over a large history then runs in slices between which the event
+        loop serves invocations (`Materializer.catch_up`)."""
+        if (state is self.state and version is not None and version == self.version
+                and not self.behind):
             return False
         self.stats.refreshes += 1
-        touched: dict[str, Iterable[Any]]
         if state is not self.state:  # first time, or the processor loaded a snapshot
             track(state)
             self.lanes = {s.name: s.lane() for s in STORES}
-            touched = {f: list(dict.keys(tracked(state, f))) for f in TRACKED_FIELDS}
+            self.pending = {f: set(dict.keys(tracked(state, f))) for f in TRACKED_FIELDS}
             for f in TRACKED_FIELDS:
                 tracked(state, f).take()
             self.stats.full_rebuilds += 1
         else:
-            touched = {f: tracked(state, f).take() for f in TRACKED_FIELDS}
+            for f in TRACKED_FIELDS:
+                self.pending[f] |= tracked(state, f).take()
+        touched: dict[str, set[Any]] = {}
+        for f in TRACKED_FIELDS:
+            keys = self.pending[f]
+            if budget is not None and len(keys) > budget:
+                chunk = set(itertools.islice(keys, budget))
+                keys -= chunk
+                touched[f] = chunk
+            else:
+                touched[f], self.pending[f] = keys, set()
         self.state, self.version = state, version
         changed = False
         for store in STORES:

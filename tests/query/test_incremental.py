@@ -3,6 +3,7 @@ changed (counters)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pyarrow as pa
@@ -94,3 +95,34 @@ def test_untouched_partitions_are_not_refreshed() -> None:
                 assert after[i] == before[i]
     finally:
         eng.close()
+
+
+async def test_catch_up_builds_in_slices_and_equals_a_full_build() -> None:
+    states = [PartitionState(i, 2) for i in range(2)]
+    ld = Loader(states)
+    for i in range(300):
+        ld.greet(f"k{i}", 1)
+    sliced = Materializer()
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.ensure_future(count_turns())
+    await sliced.catch_up([PartitionSource(s) for s in states], budget=25)
+    counter.cancel()
+    assert turns > 10  # the event loop ran between the slices
+    assert not any(v.behind for v in sliced.views)
+    eng = Engine(lambda: sliced.snapshot([PartitionSource(s) for s in states]))
+    fresh_mat = Materializer()
+    fresh = Engine(lambda: fresh_mat.snapshot([PartitionSource(s) for s in states]))
+    try:
+        got, want = dump(eng), dump(fresh)
+        for name in want:
+            assert got[name].equals(want[name]), name
+    finally:
+        eng.close()
+        fresh.close()
