@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DATA_DIR ?= ./rstq-data
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint typecheck bench clean
+.PHONY: run test venv lint typecheck bench clean chaos
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench: $(STAMP)
 	$(PY) -m tests.support.restate_server install
 	$(PY) bench/suite.py $(BENCH_ARGS)
 	$(PY) bench/log_append.py
+
+# The long chaos run (tests/chaos): 100+ kill -9, pauses, network and disk faults, >= 10k fuzzed
+# inputs per surface; prints the figures (and to bench/results/chaos-figures.json). `make test`
+# runs the same suite short.
+chaos: $(STAMP)
+	RSTQ_CHAOS=long RSTQ_CHAOS_FIGURES=bench/results/chaos-figures.json $(PY) -m pytest -q -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

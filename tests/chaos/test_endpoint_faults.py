@@ -33,7 +33,7 @@ def zombie_env() -> Iterator[tuple[RstqServer, HypercornProcess]]:
         yield srv, hc
     finally:
         srv.cleanup()
-        hc.stop()
+        hc.kill()
 
 
 @pytest.mark.parametrize("service", ["ZombieRR", "ZombieH2"])
@@ -106,7 +106,7 @@ async def test_service_crashes_under_mixed_load(tmp_path: Path) -> None:
         records = chaos.verify_logs(srv.data_dir)
     finally:
         srv.cleanup()
-        hc.stop()
+        hc.kill()
     chaos.record("service_crashes", crashes=crashes, requests_checked=checked,
                  log_records_verified=records, ctx_run_reexecutions=load.step_reruns,
                  losses=0, duplicates=0, seconds=round(time.monotonic() - t0, 1))

@@ -58,7 +58,7 @@ async def test_sigstop_server_and_service(tmp_path: Path) -> None:
         records = chaos.verify_logs(srv.data_dir)
     finally:
         srv.cleanup()
-        hc.stop()
+        hc.kill()
     chaos.record("sigstop", server_pauses=paused["server"], service_pauses=paused["service"],
                  requests_checked=checked, log_records_verified=records, losses=0,
                  duplicates=0, seconds=round(time.monotonic() - t0, 1))
@@ -85,7 +85,7 @@ async def test_faulty_network_between_server_and_service(tmp_path: Path, http11:
     finally:
         srv.cleanup()
         proxy.stop()
-        hc.stop()
+        hc.kill()
     name = f"faulty_network_{'rr' if http11 else 'bidi'}"
     chaos.record(name, faults_injected=dict(proxy.injected), connections=proxy.connections,
                  requests_checked=checked, log_records_verified=records, losses=0,

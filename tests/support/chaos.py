@@ -265,4 +265,5 @@ class MixedLoad:
 
 
 def dump_figures(path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(FIGURES, indent=2, sort_keys=True))

@@ -85,6 +85,11 @@ class FaultyProxy:
             self._server.close()
         for w in list(self._open):
             w.transport.abort()
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def __enter__(self) -> Self:
         return self.start()
