@@ -55,6 +55,13 @@ SETTINGS_TIMEOUT = 10.0  # seconds for the server preface after connect
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 
 
+# Our own cap on concurrent streams per connection, whatever the server advertises: hypercorn
+# (through the `priority` package) drops the whole connection when more than 1000 streams are
+# open at once, taking every attempt on it down (seen at ~1,000 timers/s). Streams over the cap
+# wait for a slot.
+MAX_OPEN_STREAMS = 256
+
+
 class H2ConnectionError(Exception):
     """The connection (or the stream on it) failed: refused, closed, GOAWAY, protocol error.
 
@@ -318,7 +325,7 @@ class H2Connection:
         writes it together with the first DATA frame, one socket write instead of two."""
         while True:
             self._check_usable()
-            limit = self._h2.remote_settings.max_concurrent_streams
+            limit = min(self._h2.remote_settings.max_concurrent_streams, MAX_OPEN_STREAMS)
             if self._h2.open_outbound_streams < limit:
                 break
             self._capacity.clear()  # wait for a slot: h2 would raise TooManyStreamsError

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from rstq.core import h2c
 from rstq.core.h2c import H2Connection, H2ConnectionError, H2Pool, H2StreamReset, get
 
 from tests.support.hypercorn_proc import HypercornProcess, free_port
@@ -214,3 +215,34 @@ async def test_echo_round_trip_latency(echo: HypercornProcess) -> None:
     p50, p99 = statistics.median(samples) * 1e3, q[98] * 1e3
     print(f"\nh2c echo round trip over {len(samples)} requests: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
     assert p50 < 50
+
+
+async def test_more_streams_than_hypercorn_can_hold_wait_for_a_slot() -> None:
+    # hypercorn advertising "unlimited" streams still drops the connection past 1000 open ones
+    # (its priority tree): our own cap keeps every request alive.
+    n = 1200
+    cfg = {"h2_max_concurrent_streams": 2**31 - 1, "keep_alive_max_requests": 1_000_000}
+    with HypercornProcess(ECHO_APP, config=cfg) as hc:
+        pool = H2Pool()
+        try:
+
+            opened = 0
+            crowd = asyncio.Event()  # every stream stays open until this many are open at once
+
+            async def one(i: int) -> bytes:
+                nonlocal opened
+                stream = await pool.request("127.0.0.1", hc.port, "POST", "/echo")
+                async with stream:
+                    await stream.send(b"x%d" % i)
+                    first = await asyncio.wait_for(stream.next_chunk(), 60)
+                    opened += 1
+                    if opened >= min(n, h2c.MAX_OPEN_STREAMS):
+                        crowd.set()
+                    await asyncio.wait_for(crowd.wait(), 60)
+                    await stream.end()
+                    return (first or b"") + await asyncio.wait_for(stream.read(), 60)
+
+            results = await asyncio.gather(*(one(i) for i in range(n)))
+            assert results == [b"x%d" % i for i in range(n)]
+        finally:
+            await pool.close()
