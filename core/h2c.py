@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -255,6 +256,7 @@ class H2Connection:
         self._error: H2ConnectionError | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._flush_pending = False  # a _flush is scheduled for the end of this loop turn
+        self.last_received = time.monotonic()  # liveness: a black-holed peer sends nothing
 
     @classmethod
     async def connect(cls, host: str, port: int) -> H2Connection:
@@ -465,6 +467,7 @@ class H2Connection:
         try:
             while True:
                 data = await self._reader.read(READ_CHUNK)
+                self.last_received = time.monotonic()
                 if not data:
                     err = H2ConnectionError(f"connection to {self.host}:{self.port} closed by peer")
                     break
@@ -624,6 +627,17 @@ class H2Pool:
                 if attempt == 2 or not e.refused:
                     raise
         raise AssertionError("unreachable")
+
+    async def evict_silent(self, url: str, silent_s: float) -> bool:
+        """Close the pooled connection to `url`'s peer if nothing at all came from it for
+        `silent_s` (a black hole: no FIN, no RST, so it would be reused for ever)."""
+        host, port, _ = split_url(url)
+        conn = self._conns.get((host, port))
+        if conn is None or time.monotonic() - conn.last_received < silent_s:
+            return False
+        del self._conns[(host, port)]
+        await conn.close()
+        return True
 
     async def close(self) -> None:
         conns = list(self._conns.values())

@@ -148,6 +148,8 @@ class Invoker:
             except AttemptError as e:
                 await self._fail(att, proc, e)
             except TimeoutError:
+                if dep.bidi:  # nothing from the peer for the whole attempt: a dead connection
+                    await self._h2.evict_silent(dep.uri, 0.9 * settings.abort_timeout_ms / 1000)
                 await self._fail(att, proc, AttemptError(
                     500, "attempt exceeded the abort timeout"))
             except (aiohttp.ClientError, h2c.H2ConnectionError, OSError) as e:

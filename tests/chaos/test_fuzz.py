@@ -344,8 +344,8 @@ def test_fuzz_sql(env: tuple[RstqServer, Malicious]) -> None:
             assert r.status_code in (200, 400, 500), (sql, r.status_code, r.text[:300])
             if r.status_code == 200:
                 seen["ok"] += 1
-                assert not any(w in sql.upper() for w in ("INSERT INTO", "DROP TABLE",
-                                                          "CREATE TABLE", "DELETE FROM")), sql
+                verb = sql.strip().split(maxsplit=1)[0].upper() if sql.strip() else ""
+                assert verb not in ("INSERT", "DROP", "CREATE", "DELETE", "UPDATE", "COPY"), sql
             else:
                 assert r.json()["message"], r.text
 

@@ -237,11 +237,16 @@ class MixedLoad:
             diff = {k: (got.get(k), v) for k, v in issued.items() if got.get(k) != v}
             raise AssertionError(f"counters (got, expected) differ: {diff}") from None
         outputs: dict[str, list[str]] = {}
-        for r in self.reqs:
+        deadline = time.monotonic() + timeout
+        for r in self.reqs:  # the effect may be there before the invocation ended (backoff)
             if r.inv_id is None:
                 continue
-            resp = await client.get(f"{self.ingress()}/restate/invocation/{r.inv_id}/output",
-                                    timeout=30)
+            left = max(1.0, deadline - time.monotonic())
+            try:
+                resp = await client.get(
+                    f"{self.ingress()}/restate/invocation/{r.inv_id}/attach", timeout=left)
+            except httpx.TimeoutException:
+                raise AssertionError(f"{r.kind} {r.inv_id} never completed") from None
             assert resp.status_code == 200, (r.kind, r.inv_id, resp.status_code, resp.text)
             if r.kind == "steps":
                 outputs[r.idem] = resp.json()
