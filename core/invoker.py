@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -280,7 +280,21 @@ class Invoker:
 
                 await self._check_response(head.status, head.header("content-type"),
                                            att.version, read_rest, head.header("retry-after"))
-                await self._consume(att, proc, stream.body())
+
+                async def close_request_side() -> None:
+                    # The handler ended: close our side at once (before waiting for the log),
+                    # so the SDK can finish its response and free the stream.
+                    pusher.cancel()
+                    try:
+                        await pusher
+                    except (asyncio.CancelledError, Exception):
+                        pass
+                    try:
+                        await stream.end()
+                    except h2c.H2ConnectionError:
+                        pass  # already closed (inactivity) or reset
+
+                await self._consume(att, proc, stream.body(), close_request_side)
         finally:
             pusher.cancel()
             try:
@@ -335,7 +349,8 @@ class Invoker:
                                f"expected {expected!r}")
 
     async def _consume(self, att: _Attempt, proc: PartitionProcessor,
-                       chunks: AsyncIterator[bytes]) -> None:
+                       chunks: AsyncIterator[bytes],
+                       on_end: Callable[[], Awaitable[None]] | None = None) -> None:
         # Frames over the journal entry limit fail the attempt before they are buffered.
         decoder = FrameDecoder(self.server.config.max_journal_entry_bytes)
         pending: list[asyncio.Future[list[a.Action]]] = []
@@ -343,6 +358,8 @@ class Invoker:
             for header, msg in decoder.feed(chunk):
                 done = self._on_frame(att, proc, header, msg, pending)
                 if done:
+                    if on_end is not None:
+                        await on_end()
                     await self._settle(pending)
                     return
         decoder.close()
