@@ -1,65 +1,9 @@
-"""rstq.sdk versions of the crash-test services (same code as crash_services.py, our SDK).
-
-Tally: a counter per key. Steps: three `ctx.run` steps; each execution appends a line to a
-marker file named in the input, and step 2 waits for a `go` file so the test can kill the
-service process while it runs.
-"""
+"""The crash-test services (crash_services.build) served with rstq.sdk."""
 
 from __future__ import annotations
 
-import os
-import time
-from pathlib import Path
+import rstq.sdk
 
-import rstq.sdk as restate
-from rstq.sdk import Context, ObjectContext, ObjectSharedContext, Service, VirtualObject
+from tests.support.crash_services import build
 
-tally = VirtualObject("Tally")
-steps = Service("Steps")
-
-
-@tally.handler()
-async def add(ctx: ObjectContext, v: int) -> int:
-    n = (await ctx.get("n", type_hint=int) or 0) + v
-    ctx.set("n", n)
-    return n
-
-
-@tally.handler(kind="shared")
-async def get(ctx: ObjectSharedContext) -> int:
-    return await ctx.get("n", type_hint=int) or 0
-
-
-def _mark(path: str, line: str) -> None:
-    with open(path, "a") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-@steps.handler()
-async def run3(ctx: Context, marker: str) -> str:
-    def step1() -> str:
-        _mark(marker, "step1")
-        return "a"
-
-    def step2() -> str:
-        _mark(marker, "step2")
-        deadline = time.monotonic() + 60
-        while not Path(marker + ".go").exists():  # the test kills us here the first time
-            if time.monotonic() > deadline:
-                raise TimeoutError("no go file")
-            time.sleep(0.02)
-        return "b"
-
-    def step3() -> str:
-        _mark(marker, "step3")
-        return "c"
-
-    a = await ctx.run("step1", step1)
-    b = await ctx.run("step2", step2)
-    c = await ctx.run("step3", step3)
-    return a + b + c
-
-
-app = restate.app([tally, steps])
+app = build(rstq.sdk)
