@@ -277,8 +277,8 @@ def banner(ingress: str, admin: str, service_url: str, deployment: dict[str, Any
         "",
         f"  ingress    {ingress}",
         f"  admin      {admin}        (curl {admin}/deployments , {admin}/services)",
-        f"  SQL        psql -h {PGWIRE[0]} -p {PGWIRE[1]}   (the Postgres wire endpoint "
-        "comes with the SQL issue)",
+        f"  SQL        psql -h {PGWIRE[0]} -p {PGWIRE[1]} -c 'SELECT * FROM sys_status'"
+        "   (or: .venv/bin/rstq sql ..., .venv/bin/rstq top)",
         f"  examples   {service_url}  (hypercorn, examples/app.py)",
     ]
     if registered:
