@@ -361,24 +361,31 @@ class RestateServer:
     # -- admin helpers ----------------------------------------------------------------------
     def register(self, uri: str, use_http_11: bool = False, *, force: bool = True,
                  timeout: float = 30.0) -> dict[str, Any]:
-        """``POST /deployments``; returns the JSON body (``{"id": "dp_…", "services": …}``).
+        return register_deployment(self.admin_url, uri, use_http_11, force=force,
+                                   timeout=timeout)
 
-        Retries transient failures (discovery of a just-started endpoint) until ``timeout``.
-        """
-        body: dict[str, Any] = {"uri": uri, "force": force}
-        if use_http_11:
-            body["use_http_11"] = True
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                status, data = _http("POST", f"{self.admin_url}/deployments", body, timeout=10.0)
-            except (OSError, urllib.error.URLError) as e:
-                status, data = 0, str(e).encode()
-            if status in (200, 201):
-                return dict(json.loads(data))
-            if time.monotonic() > deadline or 400 <= status < 500 and status not in (404, 409):
-                raise RestateServerError(f"register {uri} failed: {status} {data[:2000]!r}")
-            time.sleep(0.1)
+
+def register_deployment(admin_url: str, uri: str, use_http_11: bool = False, *,
+                        force: bool = True, timeout: float = 30.0) -> dict[str, Any]:
+    """``POST /deployments`` on a Restate-style admin API (restate-server or rstq); returns the
+    JSON body (``{"id": "dp_…", "services": …}``).
+
+    Retries transient failures (discovery of a just-started endpoint) until ``timeout``.
+    """
+    body: dict[str, Any] = {"uri": uri, "force": force}
+    if use_http_11:
+        body["use_http_11"] = True
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, data = _http("POST", f"{admin_url}/deployments", body, timeout=10.0)
+        except (OSError, urllib.error.URLError) as e:
+            status, data = 0, str(e).encode()
+        if status in (200, 201):
+            return dict(json.loads(data))
+        if time.monotonic() > deadline or 400 <= status < 500 and status not in (404, 409):
+            raise RestateServerError(f"register {uri} failed: {status} {data[:2000]!r}")
+        time.sleep(0.1)
 
 
 def _main(argv: list[str]) -> int:

@@ -6,7 +6,6 @@ Same surface as `RestateServer` (start/stop, ingress_url, admin_url, register), 
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from tests.support.restate_server import (
     RestateServerError,
     _http,
     free_port,
+    register_deployment,
     spawn,
     stop_process_group,
     tail,
@@ -117,17 +117,5 @@ class RstqServer:
 
     def register(self, uri: str, use_http_11: bool = False, *, force: bool = True,
                  timeout: float = 30.0) -> dict[str, Any]:
-        body: dict[str, Any] = {"uri": uri, "force": force}
-        if use_http_11:
-            body["use_http_11"] = True
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                status, data = _http("POST", f"{self.admin_url}/deployments", body, timeout=10.0)
-            except (OSError, urllib.error.URLError) as e:
-                status, data = 0, str(e).encode()
-            if status in (200, 201):
-                return dict(json.loads(data))
-            if time.monotonic() > deadline or 400 <= status < 500 and status not in (404, 409):
-                raise RestateServerError(f"register {uri} failed: {status} {data[:2000]!r}")
-            time.sleep(0.1)
+        return register_deployment(self.admin_url, uri, use_http_11, force=force,
+                                   timeout=timeout)
