@@ -8,10 +8,10 @@ Two ASGI apps with distinct service names, so one server can host both deploymen
 
 from __future__ import annotations
 
-from typing import Any
-
 import restate
 from restate import Context, ObjectContext, Service, VirtualObject
+
+from tests.support.lifespan import with_lifespan
 
 
 def _greeter(name: str) -> VirtualObject:
@@ -45,19 +45,5 @@ async def three(ctx: Context, who: str) -> str:
     return f"{a}:{b}:{c}"
 
 
-def _with_lifespan(sdk_app: Any) -> Any:
-    # restate.app rejects the lifespan protocol, after which hypercorn ignores SIGTERM.
-    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                await send({"type": msg["type"] + ".complete"})
-                if msg["type"] == "lifespan.shutdown":
-                    return
-        await sdk_app(scope, receive, send)
-
-    return wrapped
-
-
-app = _with_lifespan(restate.app(services=[greeter, plain, steps]))
-app_rr = _with_lifespan(restate.app(services=[greeter_rr]))
+app = with_lifespan(restate.app(services=[greeter, plain, steps]))
+app_rr = with_lifespan(restate.app(services=[greeter_rr]))

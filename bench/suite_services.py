@@ -17,6 +17,8 @@ import time
 from types import ModuleType
 from typing import Any
 
+from tests.support.lifespan import with_lifespan
+
 
 def build(sdk: ModuleType) -> list[Any]:
     greeter = sdk.VirtualObject("BenchGreeter")
@@ -68,30 +70,16 @@ def build(sdk: ModuleType) -> list[Any]:
     return [greeter, steps, chain_a, chain_b, leaf, timer]
 
 
-def _with_lifespan(sdk_app: Any) -> Any:
-    # restate.app rejects the lifespan protocol, after which hypercorn ignores SIGTERM.
-    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                await send({"type": msg["type"] + ".complete"})
-                if msg["type"] == "lifespan.shutdown":
-                    return
-        await sdk_app(scope, receive, send)
-
-    return wrapped
-
-
 def _official() -> Any:
     import restate
 
-    return _with_lifespan(restate.app(services=build(restate)))
+    return with_lifespan(restate.app(services=build(restate)))
 
 
 def _rstq_sdk() -> Any:
     import rstq.sdk
 
-    return _with_lifespan(rstq.sdk.app(services=build(rstq.sdk)))
+    return with_lifespan(rstq.sdk.app(services=build(rstq.sdk)))
 
 
 # $BENCH_SDK=rstq serves the rstq.sdk build (only that SDK is imported), else restate-sdk.

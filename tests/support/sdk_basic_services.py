@@ -7,7 +7,6 @@ run + shared signal) and Tuned (a SERVICE using the v3/v4 manifest options).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import restate
 from restate import (
@@ -21,6 +20,8 @@ from restate import (
     WorkflowSharedContext,
 )
 from restate.retry_policy import InvocationRetryPolicy
+
+from tests.support.lifespan import with_lifespan
 
 greeter = Service("Greeter", description="says hello", metadata={"team": "rstq"})
 counter = VirtualObject("Counter")
@@ -86,13 +87,4 @@ async def slow(ctx: Context, n: int) -> int:
 _sdk_app = restate.app(services=[greeter, counter, wf, tuned])
 
 
-async def app(scope: Any, receive: Any, send: Any) -> None:
-    # restate.app rejects the lifespan protocol, after which hypercorn ignores SIGTERM;
-    # answering lifespan here keeps shutdown instant.
-    if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            await send({"type": msg["type"] + ".complete"})
-            if msg["type"] == "lifespan.shutdown":
-                return
-    await _sdk_app(scope, receive, send)
+app = with_lifespan(_sdk_app)
