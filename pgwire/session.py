@@ -575,13 +575,23 @@ class Session:
         oids = [f.type_oid for f in fields]
         fmts = [f.format for f in fields]
         pos = start
-        while pos < end:
-            n = min(SLICE_ROWS, end - pos)
-            cols = [c.slice(pos, n) for c in table.columns]
-            self.out.write(T.encode_data_rows(cols, oids, fmts))
-            pos += n
-            if self.is_cancelled():
-                raise Cancelled()
+        cpu = 0.0
+        try:
+            while pos < end:
+                n = min(SLICE_ROWS, end - pos)
+                t0 = time.thread_time()
+                cols = [c.slice(pos, n) for c in table.columns]
+                data = T.encode_data_rows(cols, oids, fmts)
+                cpu += time.thread_time() - t0
+                self.out.write(data)
+                pos += n
+                if self.is_cancelled():
+                    raise Cancelled()
+        finally:
+            # Engines with a CPU share for SQL (rstq.query.Engine) count the encoding too.
+            charge = getattr(self.engine, "charge", None)
+            if charge is not None:
+                charge(cpu)
         return end - start
 
     # --- cancellation (called from another thread) ---------------------------------------------

@@ -47,6 +47,7 @@ def local_engine(states: Sequence[PartitionState]) -> Engine:
     from rstq.query.source import Materializer, PartitionSource
 
     mat = Materializer()
-    eng = Engine(lambda: mat.snapshot([PartitionSource(s) for s in states]))
+    eng = Engine(lambda stores: mat.snapshot([PartitionSource(s) for s in states],
+                                           stores=stores))
     eng.materializer = mat
     return eng

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import re
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,7 +28,8 @@ from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOpti
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 from rstq.query import tables as t
 from rstq.query.api import QueryError, TableDef
-from rstq.query.views import Node, Snapshot, to_batch
+from rstq.query.governor import CpuMeter, Governor
+from rstq.query.views import STORE_NAMES, Cols, Node, Snapshot, to_batch
 
 if TYPE_CHECKING:
     from rstq.query.source import Materializer
@@ -37,16 +40,33 @@ SCHEMA = "public"
 
 # --- how each table is read from the stores ----------------------------------------------------
 
-Derive = Callable[[pa.RecordBatch], pa.RecordBatch]
+class Select:
+    """A table read from a store: its columns are store columns `names` (in order), keeping
+    the rows where `where` is not NULL."""
+
+    def __init__(self, table: TableDef, names: Sequence[str], where: str | None = None
+                 ) -> None:
+        self.table, self.names, self.where = table, list(names), where
+        self._by_table = dict(zip(table.schema.names, self.names, strict=True))
+
+    def __call__(self, b: pa.RecordBatch) -> pa.RecordBatch:
+        if self.where is not None:
+            b = b.filter(pc.is_valid(b.column(self.where)))
+        return pa.RecordBatch.from_arrays([b.column(n) for n in self.names],
+                                          schema=self.table.schema)
+
+    def store_columns(self, cols: Cols) -> Cols:
+        """The store columns needed for the table columns `cols`."""
+        if cols is None:
+            return None
+        out = {self._by_table[c] for c in cols}
+        if self.where is not None:
+            out.add(self.where)
+        return frozenset(out)
 
 
-def _select(table: TableDef, names: Sequence[str], where: str | None = None) -> Derive:
-    def derive(b: pa.RecordBatch) -> pa.RecordBatch:
-        if where is not None:
-            b = b.filter(pc.is_valid(b.column(where)))
-        return pa.RecordBatch.from_arrays([b.column(n) for n in names], schema=table.schema)
-
-    return derive
+def _select(table: TableDef, names: Sequence[str], where: str | None = None) -> Select:
+    return Select(table, names, where)
 
 
 def _status_names() -> list[str]:
@@ -54,7 +74,7 @@ def _status_names() -> list[str]:
             for c in t.SYS_INVOCATION_STATUS.columns]
 
 
-SOURCES: dict[str, tuple[str, Derive | None]] = {
+SOURCES: dict[str, tuple[str, Select | None]] = {
     t.SYS_INVOCATION.name: ("invocations", _select(
         t.SYS_INVOCATION, [c.name for c in t.SYS_INVOCATION.columns])),
     t.SYS_INVOCATION_STATUS.name: ("invocations", _select(
@@ -75,12 +95,56 @@ SOURCES: dict[str, tuple[str, Derive | None]] = {
 }
 
 
+def named_tables(query: str | None) -> list[TableDef]:
+    """The tables a query may read: those whose name appears in its text (a query can only
+    read a table it names). Every other table is an empty stand-in for it."""
+    if query is None:
+        return list(t.TABLES)
+    text = query.lower()
+    return [td for td in t.TABLES if td.name in text]
+
+
+_COUNT_STAR = re.compile(r"\(\s*\*\s*\)")
+_WORD = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def words_read(query: str | None) -> frozenset[str] | None:
+    """The identifiers in `query`, through which it can name columns; None when it may
+    read every column: a wildcard (`*`, `t.*`, but `count(*)` is none), a NATURAL join, or
+    an escaped identifier. An over-approximation (any word counts, keywords and strings too),
+    so a column a query reads is never left out."""
+    if query is None:
+        return None
+    text = query.lower()
+    if "*" in _COUNT_STAR.sub("", text) or "natural" in text or "u&" in text:
+        return None
+    return frozenset(_WORD.findall(text))
+
+
+def columns_read(td: TableDef, words: frozenset[str] | None) -> Cols:
+    """The columns of `td` a query with `words` may read (None: all)."""
+    if words is None:
+        return None
+    return frozenset(c.name for c in td.columns if c.name in words)
+
+
+def needed_stores(query: str | None) -> frozenset[str]:
+    """The view stores the tables named by `query` read from."""
+    return frozenset(SOURCES[td.name][0] for td in named_tables(query) if td.name in SOURCES)
+
+
 @dataclass
 class Limits:
     timeout_s: float = 30.0
     memory_bytes: int = 512 << 20
     max_concurrent: int = 4
     target_partitions: int = 0  # 0: DataFusion's default (cores)
+    # While invocations run, SQL may use this share of the interpreter's time (query/governor.py);
+    # 0 or 1: no limit.
+    cpu_share: float = 0.05
+    cpu_burst_s: float = 0.1
+    # While invocations run, refresh the views at most this often (queries share refreshes).
+    refresh_interval_s: float = 0.5
 
 
 # --- error mapping ---------------------------------------------------------------------------
@@ -152,10 +216,16 @@ class _Loop:
         self.thread.join(timeout=5)
 
 
+@dataclass
+class _Slot:
+    stores: set[str]
+    future: asyncio.Future[Snapshot]
+
+
 class Engine:
     """`QueryEngine` over snapshots from `snapshot` (called on `owner_loop`'s thread)."""
 
-    def __init__(self, snapshot: Callable[[], Snapshot],
+    def __init__(self, snapshot: Callable[[Collection[str] | None], Snapshot],
                  owner_loop: asyncio.AbstractEventLoop | None = None,
                  limits: Limits | None = None) -> None:
         self._snapshot = snapshot
@@ -164,19 +234,28 @@ class Engine:
         self._qloop: _Loop | None = None
         self._sem: asyncio.Semaphore | None = None
         self._builder: SessionContext | None = None
-        self._cache: dict[str, tuple[tuple[tuple[Node, ...], ...] | pa.RecordBatch, Table]] = {}
+        # (table, columns) -> (what it was built from, the provider)
+        self._cache: dict[tuple[str, Cols],
+                          tuple[tuple[tuple[Node, ...], ...] | pa.RecordBatch, Table]] = {}
         self._empties: dict[str, Table] = {}
         self._lock = threading.Lock()
         # Hooks for other layers (e.g. pg_catalog for the Postgres wire server).
         self.extra_schemas: dict[str, Callable[[], SchemaProvider]] = {}
         # Tables read at query time, outside the partition snapshots (e.g. sys_span).
         self.live_tables: dict[str, Callable[[], pa.Table]] = {}
-        # Awaited on the owner loop before a snapshot: brings the views up to date in slices.
-        self.prepare: Callable[[], Awaitable[None]] | None = None
+        # Awaited on the owner loop before a snapshot: brings the views (of the given stores,
+        # None: all) up to date in slices.
+        self.prepare: Callable[[Collection[str] | None], Awaitable[None]] | None = None
         self.context_hooks: list[Callable[[SessionContext], None]] = []
         self.materializer: Materializer | None = None  # set when it reads a server
+        # Never throttles until someone says when the server is busy (query/http.py does).
+        self.governor = Governor(self.limits.cpu_share, self.limits.cpu_burst_s,
+                                 busy=lambda: False)
         self.queries = 0
         self.tables_built = 0
+        self._slot: _Slot | None = None  # the next snapshot, shared by queries waiting for it
+        self._slot_tasks: set[asyncio.Task[None]] = set()
+        self._refreshed_at = 0.0
 
     # --- QueryEngine -----------------------------------------------------------------------
 
@@ -186,29 +265,77 @@ class Engine:
     def sql(self, query: str, params: Sequence[object] | None = None,
             timeout_s: float | None = None) -> pa.Table:
         """Run one read-only statement, from any thread; `$1`-style parameters."""
-        snap = self.take_snapshot()
-        return self._qthread().submit(self._run(snap, query, params, timeout_s)).result()
+        while (wait := self.governor.delay()) > 0:
+            self.governor.waited(wait)
+            time.sleep(wait)
+        snap = self.take_snapshot(needed_stores(query))
+        return self._qthread().submit(self._run(snap, query, params, timeout_s, _same_table)
+                                      ).result()
 
     async def sql_async(self, query: str, params: Sequence[object] | None = None,
                         timeout_s: float | None = None) -> pa.Table:
         """The same, awaited on the owner loop: the snapshot is taken right here."""
-        if self.prepare is not None:
-            await self.prepare()
-        snap = self.take_snapshot()
-        fut = self._qthread().submit(self._run(snap, query, params, timeout_s))
+        return await self.run_async(query, _same_table, params, timeout_s)
+
+    async def run_async(self, query: str, encode: Callable[[pa.Table], T],
+                        params: Sequence[object] | None = None,
+                        timeout_s: float | None = None) -> T:
+        """`sql_async`, then `encode(result)` on the query thread (off the event loop)."""
+        while (wait := self.governor.delay()) > 0:
+            self.governor.waited(wait)
+            await asyncio.sleep(wait)
+        snap = await self.fresh_snapshot(needed_stores(query))
+        fut = self._qthread().submit(self._run(snap, query, params, timeout_s, encode))
         return await asyncio.wrap_future(fut)
 
-    def take_snapshot(self) -> Snapshot:
+    def charge(self, cpu_s: float) -> None:
+        """Count interpreter time spent on a query elsewhere (e.g. wire encoding)."""
+        self.governor.charge(cpu_s)
+
+    def take_snapshot(self, stores: Collection[str] | None = None) -> Snapshot:
+        """A snapshot in which `stores` (None: all) are current, from any thread."""
         loop = self.owner_loop
         if loop is None or not loop.is_running() or _on_loop(loop):
-            return self._snapshot()
+            return self._snapshot(stores)
+        return asyncio.run_coroutine_threadsafe(self.fresh_snapshot(stores), loop).result()
 
-        async def take() -> Snapshot:
+    async def fresh_snapshot(self, stores: Collection[str] | None = None) -> Snapshot:
+        """A snapshot taken after this call began, with `stores` (None: all) current; call on
+        the owner loop. While the server is busy, snapshots are taken at most every
+        `Limits.refresh_interval_s` and the queries that arrive in between share the next:
+        each refresh has a fixed cost, which a client looping queries would otherwise pay
+        per query (waiting costs it at most one interval)."""
+        wanted = set(STORE_NAMES if stores is None else stores)
+        slot = self._slot
+        if slot is None:
+            interval = self.limits.refresh_interval_s if self.governor.busy() else 0.0
+            wait = max(0.0, self._refreshed_at + interval - time.monotonic())
+            slot = self._slot = _Slot(wanted, asyncio.get_running_loop().create_future())
+            task = asyncio.get_running_loop().create_task(self._take_slot(slot, wait))
+            self._slot_tasks.add(task)
+            task.add_done_callback(self._slot_tasks.discard)
+        else:
+            slot.stores |= wanted
+        return await asyncio.shield(slot.future)
+
+    async def _take_slot(self, slot: _Slot, wait: float) -> None:
+        try:
+            if wait > 0:
+                await asyncio.sleep(wait)
             if self.prepare is not None:
-                await self.prepare()
-            return self._snapshot()
-
-        return asyncio.run_coroutine_threadsafe(take(), loop).result()
+                await self.prepare(frozenset(slot.stores))
+            # Queries that joined during `prepare` are covered: the snapshot comes after.
+            self._slot = None
+            snap = self._snapshot(frozenset(slot.stores))
+            self._refreshed_at = time.monotonic()
+            slot.future.set_result(snap)
+        except BaseException as e:
+            if self._slot is slot:
+                self._slot = None
+            if not slot.future.done():
+                slot.future.set_exception(e)
+            if not isinstance(e, Exception):
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -225,22 +352,30 @@ class Engine:
             return self._qloop
 
     async def _run(self, snap: Snapshot, query: str, params: Sequence[object] | None,
-                   timeout_s: float | None) -> pa.Table:
+                   timeout_s: float | None, encode: Callable[[pa.Table], T]) -> T:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.limits.max_concurrent)
         timeout = timeout_s if timeout_s is not None else self.limits.timeout_s
+        # The interpreter time the query itself holds on this thread: charged to the governor.
+        # Bringing the views up to date (in `context`) is not: it is the price of freshness,
+        # bounded by the write rate and `refresh_interval_s`, and a query must pay it to run.
+        cpu = CpuMeter()
         async with self._sem:
             self.queries += 1
             try:
                 ctx = self.context(snap, query)
-                values = ({str(i + 1): v for i, v in enumerate(params)} if params else None)
-                df = ctx.sql(query, options=_READ_ONLY, param_values=values)
-                schema = df.schema()
-                stream = df.execute_stream()
+                with cpu:
+                    values = ({str(i + 1): v for i, v in enumerate(params)} if params else None)
+                    df = ctx.sql(query, options=_READ_ONLY, param_values=values)
+                    schema = df.schema()
+                    stream = df.execute_stream()
                 batches: list[pa.RecordBatch] = []
                 async with asyncio.timeout(timeout):
                     async for b in stream:
-                        batches.append(b.to_pyarrow())
+                        with cpu:
+                            batches.append(b.to_pyarrow())
+                with cpu:
+                    return encode(pa.Table.from_batches(batches, schema=schema))
             except TimeoutError:
                 raise QueryError(f"query cancelled after its time limit of {timeout:g} s",
                                  "57014") from None
@@ -248,7 +383,8 @@ class Engine:
                 raise
             except Exception as e:
                 raise query_error(e) from None
-            return pa.Table.from_batches(batches, schema=schema)
+            finally:
+                self.governor.charge(cpu.total)
 
     def context(self, snap: Snapshot, query: str | None = None) -> SessionContext:
         """A fresh session over `snap` (call on the query thread). Only the tables `query`
@@ -274,38 +410,43 @@ class Engine:
 
     def _tables(self, snap: Snapshot, query: str | None) -> dict[str, Table]:
         out: dict[str, Table] = {}
-        text = query.lower() if query is not None else None
+        named = {td.name for td in named_tables(query)}
+        words = words_read(query)
         for td in t.TABLES:
-            if text is not None and td.name not in text:
+            if td.name not in named:
                 out[td.name] = self._empty(td)
                 continue
             live = self.live_tables.get(td.name)
             if live is not None:
                 # Truncating casts: span clocks are ns, our timestamp columns ms.
                 table = live()
-                cols = [pc.cast(table.column(f.name), f.type, safe=False) for f in td.schema]
-                batches = pa.Table.from_arrays(cols, schema=td.schema).to_batches()
+                arrays = [pc.cast(table.column(f.name), f.type, safe=False) for f in td.schema]
+                batches = pa.Table.from_arrays(arrays, schema=td.schema).to_batches()
                 out[td.name] = self._provider(td.name, [batches or [to_batch(td.schema, [])]])
                 continue
             small = snap.small.get(td.name)
             if small is not None:
                 out[td.name] = self._table(td, small, [[small]])
                 continue
-            store, derive = SOURCES[td.name]
-            nodes = snap.stores[store]
-            out[td.name] = self._table(td, nodes, (nodes, derive))
+            out[td.name] = self._store_table(snap, td, columns_read(td, words))
         return out
+
+    def _store_table(self, snap: Snapshot, td: TableDef, cols: Cols) -> Table:
+        store, derive = SOURCES[td.name]
+        nodes = snap.stores[store]
+        return self._table(td, nodes, (nodes, derive, cols))
 
     def _table(self, td: TableDef, key: tuple[tuple[Node, ...], ...] | pa.RecordBatch,
                parts: list[list[pa.RecordBatch]] | tuple[tuple[tuple[Node, ...], ...],
-                                                       Derive | None]) -> Table:
-        cached = self._cache.get(td.name)
+                                                       Select | None, Cols]) -> Table:
+        slot = (td.name, parts[2] if isinstance(parts, tuple) else None)
+        cached = self._cache.get(slot)
         if cached is not None and _same(cached[0], key):
             return cached[1]
         if isinstance(parts, tuple):
             parts = _parts(td, *parts)
         table = self._provider(td.name, parts)
-        self._cache[td.name] = (key, table)
+        self._cache[slot] = (key, table)
         self.tables_built += 1
         return table
 
@@ -325,13 +466,15 @@ class Engine:
         return table
 
 
-def _parts(td: TableDef, nodes: tuple[tuple[Node, ...], ...], derive: Derive | None
-           ) -> list[list[pa.RecordBatch]]:
+def _parts(td: TableDef, nodes: tuple[tuple[Node, ...], ...], derive: Select | None,
+           cols: Cols = None) -> list[list[pa.RecordBatch]]:
+    """The table's batches per partition, with (at least) the columns `cols` filled in."""
     out: list[list[pa.RecordBatch]] = []
     for lane in nodes:
         batches = []
         for node in lane:
-            b = node.derived(td.name, derive) if derive is not None else node.batch()
+            b = (node.derived(td.name, derive, derive.store_columns(cols))
+                 if derive is not None else node.batch(cols))
             if b.num_rows:
                 batches.append(b)
         if batches:
@@ -345,6 +488,10 @@ def _same(a: object, b: object) -> bool:
             len(x) == len(y) and all(p is q for p, q in zip(x, y, strict=True))
             for x, y in zip(a, b, strict=True))
     return a is b
+
+
+def _same_table(table: pa.Table) -> pa.Table:
+    return table
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

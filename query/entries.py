@@ -64,6 +64,19 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
+_KINDS: dict[int, tuple[str, str]] = {}
+
+
+def describe_type(type_code: int) -> tuple[str, str]:
+    """(entry_type, entry_lite_json): what sys_journal shows without decoding the payload."""
+    out = _KINDS.get(type_code)
+    if out is None:
+        kind, name = _kind_name(type_code, pm.MESSAGE_TYPES.get(type_code))
+        out = _KINDS[type_code] = (f"{kind}: {name}", json.dumps({kind: {name: {}}},
+                                                                  separators=(",", ":")))
+    return out
+
+
 _MEMO: dict[tuple[int, bytes], EntryInfo] = {}
 MEMO_MAX = 200_000
 stats = {"decoded": 0}

@@ -14,7 +14,9 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
 import weakref
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -41,8 +43,8 @@ def engine_for(server: Server, limits: Limits | None = None) -> Engine:
         mat = Materializer(server_in_flight(server))
         meta = server.meta
 
-        def snapshot() -> Any:
-            return mat.snapshot(server_sources(server), meta.schema if meta else None)
+        def snapshot(stores: Collection[str] | None) -> Any:
+            return mat.snapshot(server_sources(server), meta.schema if meta else None, stores)
 
         try:
             loop = asyncio.get_running_loop()
@@ -52,12 +54,33 @@ def engine_for(server: Server, limits: Limits | None = None) -> Engine:
                                "thread may use it") from None
         eng = Engine(snapshot, loop, limits)
         eng.materializer = mat
-        eng.prepare = lambda: mat.catch_up(server_sources(server))
+        eng.governor.busy = server_busy(server)
+        eng.prepare = lambda stores: mat.catch_up(server_sources(server), stores=stores)
         tracing = getattr(server, "tracing", None)
         if tracing is not None:
             eng.live_tables[t.SYS_SPAN.name] = tracing.store.to_arrow
         _engines[server] = eng
     return eng
+
+
+BUSY_WINDOW_S = 0.5
+
+
+def server_busy(server: Server, clock: Callable[[], float] = time.monotonic
+                ) -> Callable[[], bool]:
+    """True while the partitions applied something in the last `BUSY_WINDOW_S`: then SQL
+    gets its CPU share only; on an idle server queries run unthrottled."""
+    seen: list[tuple[int, ...]] = [()]
+    changed_at = [-BUSY_WINDOW_S]
+
+    def busy() -> bool:
+        now = clock()
+        lsns = tuple(p.state.applied_lsn for p in server.processors)
+        if lsns != seen[0]:
+            seen[0], changed_at[0] = lsns, now
+        return now - changed_at[0] < BUSY_WINDOW_S
+
+    return busy
 
 
 def json_value(v: Any) -> Any:
@@ -79,6 +102,11 @@ def json_value(v: Any) -> Any:
 
 def rows_json(table: pa.Table) -> list[dict[str, Any]]:
     return [{k: json_value(v) for k, v in row.items()} for row in table.to_pylist()]
+
+
+def json_body(table: pa.Table) -> bytes:
+    return json.dumps({"rows": rows_json(table)}, separators=(",", ":"),
+                      ensure_ascii=False).encode()
 
 
 def arrow_stream(table: pa.Table) -> bytes:
@@ -103,16 +131,17 @@ def make_handler(server: Server) -> Any:
             return _error(400, f"Failed to parse the request body as JSON: {e}")
         if not isinstance(doc, dict) or not isinstance(doc.get("query"), str):
             return _error(400, 'Expected a JSON body {"query": "<SQL>"}')
+        accept = request.headers.get("accept", "")
+        as_json = "application/json" in accept and ARROW_STREAM not in accept
         try:
-            table = await engine_for(server).sql_async(doc["query"])
+            # Encoded on the query thread: a large answer must not hold the event loop.
+            body = await engine_for(server).run_async(
+                doc["query"], json_body if as_json else arrow_stream)
         except QueryError as e:
             return _error(500, f"Datafusion error: {e}", e.sqlstate)
-        accept = request.headers.get("accept", "")
-        if "application/json" in accept and ARROW_STREAM not in accept:
-            body = json.dumps({"rows": rows_json(table)}, separators=(",", ":"),
-                              ensure_ascii=False)
-            return web.Response(body=body.encode(), content_type="application/json")
-        return web.Response(body=arrow_stream(table), content_type=ARROW_STREAM)
+        if as_json:
+            return web.Response(body=body, content_type="application/json")
+        return web.Response(body=body, content_type=ARROW_STREAM)
 
     return query
 
@@ -123,13 +152,17 @@ def add_routes(app: web.Application, server: Server) -> None:
     app.router.add_post("/query", handler)
     app.router.add_post("/v4/query", handler)
 
+    tasks: set[asyncio.Task[None]] = set()
+
     async def warm(_app: web.Application) -> None:
         # Build the views in the background now, not in the first user's query.
         task = asyncio.get_running_loop().create_task(_warm(server))
-        _warming.add(task)
-        task.add_done_callback(_warming.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def close(_app: web.Application) -> None:
+        for task in list(tasks):
+            task.cancel()
         eng = _engines.pop(server, None)
         if eng is not None:
             eng.close()
@@ -138,14 +171,21 @@ def add_routes(app: web.Application, server: Server) -> None:
     app.on_cleanup.append(close)
 
 
-_warming: set[asyncio.Task[None]] = set()
 WARM_QUERY = "SELECT count(*) FROM " + ", ".join(
     f"(SELECT count(*) FROM {t.name}) t{i}" for i, t in enumerate(TABLES))
 
 
+DRAIN_INTERVAL_S = 1.0
+
+
 async def _warm(server: Server) -> None:
     await asyncio.sleep(0.05)  # let startup finish first
+    eng = engine_for(server)
     try:
-        await engine_for(server).sql_async(WARM_QUERY)
+        await eng.sql_async(WARM_QUERY)
     except Exception:  # never fatal: the first query would build the views anyway
         log.exception("warming the SQL views failed")
+    # Keep what `apply` touched bounded between queries (PartitionViews.drain).
+    while eng.materializer is not None:
+        await asyncio.sleep(DRAIN_INTERVAL_S)
+        eng.materializer.drain(server_sources(server))

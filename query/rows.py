@@ -12,7 +12,7 @@ from typing import Any
 
 from rstq.core import model as m
 from rstq.core.partitioning import partition_key_for
-from rstq.query.entries import describe
+from rstq.query.entries import describe, describe_type
 
 Row = tuple[Any, ...]
 SERVER_VERSION = "rstq 0.1.0"
@@ -107,35 +107,62 @@ def journal_proto(inv: m.Invocation | None) -> list[Row]:
              frozenset(inv.completed_ids))]
 
 
-def journal_rows(protos: list[Row]) -> tuple[list[list[Any]], list[str]]:
-    """sys_journal columns (and each row's key) from `journal_proto`s: decodes the entries.
-    Built column by column: no per-row tuples for hundreds of thousands of entries."""
-    cols: list[list[Any]] = [[] for _ in range(16)]
-    (pk_, id_, idx_, type_, name_, done_, callee_, target_, sleep_, promise_, raw_, len_,
-     ver_, json_, lite_, at_) = cols
+# sys_journal columns that need the payload decoded (~20 µs an entry); the others come from
+# the entry's type code and bytes alone.
+DECODED_JOURNAL_COLUMNS = ("name", "completed", "invoked_target", "sleep_wakeup_at",
+                           "promise_name", "entry_json")
+
+
+_CHEAP_JOURNAL_COLUMNS = ("partition_key", "id", "index", "entry_type", "invoked_id", "raw",
+                          "raw_length", "version", "entry_lite_json", "appended_at")
+
+
+def journal_rows(protos: list[Row], wanted: frozenset[str] | None = None
+                 ) -> tuple[dict[str, list[Any]], list[str]]:
+    """The `wanted` sys_journal columns (None: all) and each row's key, from
+    `journal_proto`s. Built column by column: no per-row tuples for hundreds of thousands of
+    entries. The entries are decoded only for DECODED_JOURNAL_COLUMNS."""
+    def want(name: str) -> bool:
+        return wanted is None or name in wanted
+
     keys: list[str] = []
-    for inv_id, pk, journal, done in protos:
-        n = len(journal)
-        pk_.extend([pk] * n)
-        id_.extend([inv_id] * n)
-        idx_.extend(range(n))
-        ver_.extend([2] * n)
-        keys.extend([inv_id] * n)
-        for e in journal:
-            info = describe(e.entry_type, e.raw)
-            cid = info.completion_id
-            type_.append(info.entry_type)
-            name_.append(info.name)
-            done_.append((cid in done) if cid is not None else None)
-            callee_.append(e.callee_id)
-            target_.append(info.invoked_target)
-            sleep_.append(info.sleep_wakeup_at)
-            promise_.append(info.promise_name)
-            raw_.append(e.raw)
-            len_.append(len(e.raw))
-            json_.append(info.entry_json)
-            lite_.append(info.entry_lite_json)
-            at_.append(e.appended_at)
+    for inv_id, _pk, journal, _done in protos:
+        keys.extend([inv_id] * len(journal))
+    journals = [p[2] for p in protos]
+    cols: dict[str, list[Any]] = {}
+    if want("partition_key"):
+        cols["partition_key"] = [p[1] for p in protos for _ in p[2]]
+    if want("id"):
+        cols["id"] = keys
+    if want("index"):
+        cols["index"] = [i for j in journals for i in range(len(j))]
+    if want("version"):
+        cols["version"] = [2] * len(keys)
+    if want("invoked_id"):
+        cols["invoked_id"] = [e.callee_id for j in journals for e in j]
+    if want("raw"):
+        cols["raw"] = [e.raw for j in journals for e in j]
+    if want("raw_length"):
+        cols["raw_length"] = [len(e.raw) for j in journals for e in j]
+    if want("appended_at"):
+        cols["appended_at"] = [e.appended_at for j in journals for e in j]
+    if want("entry_type") or want("entry_lite_json"):
+        kinds = [describe_type(e.entry_type) for j in journals for e in j]
+        cols["entry_type"] = [k[0] for k in kinds]
+        cols["entry_lite_json"] = [k[1] for k in kinds]
+    if any(want(c) for c in DECODED_JOURNAL_COLUMNS):
+        name_, done_, target_, sleep_, promise_, json_ = (
+            cols.setdefault(n, []) for n in DECODED_JOURNAL_COLUMNS)
+        for _inv_id, _pk, journal, done in protos:
+            for e in journal:
+                info = describe(e.entry_type, e.raw)
+                cid = info.completion_id
+                name_.append(info.name)
+                done_.append((cid in done) if cid is not None else None)
+                target_.append(info.invoked_target)
+                sleep_.append(info.sleep_wakeup_at)
+                promise_.append(info.promise_name)
+                json_.append(info.entry_json)
     return cols, keys
 
 

@@ -8,7 +8,7 @@ when nothing changed, so idle queries cost nothing here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,7 @@ import pyarrow as pa
 from rstq.core.model import PartitionState
 from rstq.core.partitioning import MAX_PARTITION_KEY
 from rstq.query import tables as t
+from rstq.query.governor import CpuMeter
 from rstq.query.views import STORES, PartitionViews, Snapshot, to_batch
 
 if TYPE_CHECKING:
@@ -44,37 +45,60 @@ class Materializer:
         self._schema_tables: dict[str, pa.RecordBatch] = {}
         self._partition_key: tuple[object, ...] | None = None
         self.generation = 0
+        self.cpu_s = 0.0  # interpreter time spent refreshing the views (a statistic)
 
-    async def catch_up(self, parts: Sequence[PartitionSource], budget: int = 2000) -> None:
-        """Rebuild what changed in slices of `budget` keys, yielding to the event loop between
-        slices, so a large first build (or a burst of changes) does not stall invocations.
-        Call right before `snapshot`, which then has little left to do."""
-        while len(self.views) < len(parts):
+    def _views(self, n: int) -> list[PartitionViews]:
+        while len(self.views) < n:
             self.views.append(PartitionViews(len(self.views)))
+        return self.views[:n]
+
+    async def catch_up(self, parts: Sequence[PartitionSource], budget: int = 2000,
+                       stores: Collection[str] | None = None) -> None:
+        """Rebuild what changed in `stores` (default: all) in slices of `budget` keys,
+        yielding to the event loop between slices, so a large first build (or a burst of
+        changes) does not stall invocations. Call right before `snapshot`, which then has
+        little left to do."""
+        views = self._views(len(parts))
         while True:
             busy = False
-            for pv, src in zip(self.views, parts, strict=False):
-                if src.state is not pv.state or pv.behind:
-                    pv.refresh(src.state, src.version, self.in_flight, budget)
-                    busy = busy or pv.behind
+            for pv, src in zip(views, parts, strict=True):
+                if src.state is not pv.state or pv.behind(stores):
+                    with CpuMeter() as cpu:
+                        pv.refresh(src.state, src.version, self.in_flight, budget, stores)
+                    self.cpu_s += cpu.total
+                    busy = busy or pv.behind(stores)
                     await asyncio.sleep(0)
             if not busy:
                 return
 
-    def snapshot(self, parts: Sequence[PartitionSource], schema: Schema | None = None
-                 ) -> Snapshot:
-        while len(self.views) < len(parts):
-            self.views.append(PartitionViews(len(self.views)))
-        changed = False
+    def drain(self, parts: Sequence[PartitionSource]) -> None:
+        """Collect what `apply` touched since the last query (bounded, see PartitionViews)."""
         for pv, src in zip(self.views, parts, strict=False):
-            changed |= pv.refresh(src.state, src.version, self.in_flight)
+            pv.drain(src.state)
+
+    def snapshot(self, parts: Sequence[PartitionSource], schema: Schema | None = None,
+                 stores: Collection[str] | None = None) -> Snapshot:
+        """A consistent snapshot in which `stores` (default: all) are current; the other
+        stores may be older (a query only reads the stores its tables name)."""
+        with CpuMeter() as cpu:
+            snap = self._take(parts, schema, stores)
+        self.cpu_s += cpu.total
+        return snap
+
+    def _take(self, parts: Sequence[PartitionSource], schema: Schema | None,
+              stores: Collection[str] | None) -> Snapshot:
+        views = self._views(len(parts))
+        for pv, src in zip(views, parts, strict=True):
+            pv.refresh(src.state, src.version, self.in_flight, stores=stores)
+        changed = False
         skey = (id(schema), schema.version) if schema is not None else (0, 0)
         if skey != self._schema_key:
             self._schema_key = skey
             self._schema_tables = schema_tables(schema)
             changed = True
         pkey = tuple((s.state.applied_lsn, s.durable_lsn, s.first_lsn, s.snapshot_lsn,
-                      len(s.state.invocations)) for s in parts)
+                      len(s.state.invocations), pv.epoch)
+                     for s, pv in zip(parts, views, strict=True))
         if pkey != self._partition_key:
             self._partition_key = pkey
             changed = True
@@ -85,9 +109,8 @@ class Materializer:
         small[t.SYS_PARTITION.name] = partition_table(parts, self.views)
         small[t.SYS_JOURNAL_EVENTS.name] = to_batch(t.SYS_JOURNAL_EVENTS.schema, [])
         small[t.SYS_SPAN.name] = to_batch(t.SYS_SPAN.schema, [])  # live when tracing is on
-        stores = {s.name: tuple(pv.lanes[s.name].nodes for pv in self.views[:len(parts)])
-                  for s in STORES}
-        self._snapshot = Snapshot(self.generation, stores, small,
+        all_stores = {s.name: tuple(pv.lanes[s.name].nodes for pv in views) for s in STORES}
+        self._snapshot = Snapshot(self.generation, all_stores, small,
                                   tuple(p.version for p in parts))
         return self._snapshot
 

@@ -8,16 +8,23 @@ Small nodes are merged (tiered, so a row is merged O(log n) times).
 
 The refresh runs on the partitions' own thread (the event loop) and does only Python work
 proportional to the change: row tuples for touched keys and set operations. Arrow work (rows to
-arrays, dropping dead keys, concatenation) is deferred to `Node.batch()`, which the query
+arrays, dropping dead keys, concatenation) is deferred to `Node.batch(cols)`, which the query
 thread calls; nodes are immutable and shared by every snapshot that contains them, so that
 work is done once. A snapshot is a tuple of nodes per store and partition: consistent (taken
 between two applied batches) and never changed afterwards.
+
+What a query does not read, it does not pay for: a refresh rebuilds only the stores its tables
+read (the other stores keep their touched keys pending), small nodes build only the columns
+asked for (the journal's decoded columns are deferred even in big ones), and the newest node
+is kept out of merges, as its keys are the likeliest to change again (an invocation is touched
+again when it completes) and dropping them from a small node is cheap.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +38,7 @@ from rstq.query.changes import TRACKED_FIELDS, track, tracked
 
 MERGE_RATIO = 2  # merge the newest node into the previous one while it is <= this times bigger
 MAX_NODES = 16  # per store and partition
+HOT_NODES = 1  # newest nodes kept out of merges
 
 
 def keystr(key: Hashable) -> str:
@@ -39,96 +47,229 @@ def keystr(key: Hashable) -> str:
     return "\x00".join(key)  # type: ignore[arg-type]
 
 
+def courteous() -> None:
+    """Let the event loop thread have the interpreter lock if this thread has held it for
+    a while: materializing views is background work, and without this the loop waits a
+    whole switch interval (5 ms) for each turn while a query builds Arrow arrays."""
+    now = time.perf_counter()
+    last = _held_since.at
+    if last is None or now - last >= COURTESY_S:
+        if last is not None:
+            time.sleep(0)  # releases the lock; a waiting thread takes it
+        _held_since.at = time.perf_counter()
+
+
+COURTESY_S = 0.001
+
+
+class _HeldSince(threading.local):
+    at: float | None = None
+
+
+_held_since = _HeldSince()
+
+BIG_NODE = 4096  # nodes of at least this many rows are built whole (then their inputs go)
+
+Cols = frozenset[str] | None  # the columns a reader needs; None: all
+
+
 class Node:
-    """Rows of one store; materialized to a RecordBatch on first use, then cached."""
+    """Rows of one store; materialized to Arrow on first use, column by column, and cached.
 
-    __slots__ = ("_base", "_batch", "_dead", "_derived", "_expand", "_keyarr", "_keys", "_lock",
-                 "_parts", "_rows", "schema")
+    A reader asks for the columns it needs (`batch(cols)`); the others come back as NULL
+    stand-ins. Small nodes (the newest changes, rebuilt on every refresh) thus never pay for
+    columns nobody reads; a node of `BIG_NODE` rows or more is built whole, and then lets its
+    inputs (Python rows, or the nodes it filters or concatenates) go."""
 
-    def __init__(self, schema: pa.Schema) -> None:
+    __slots__ = ("_base", "_batches", "_cols", "_dead", "_deferred", "_derived", "_expand",
+                 "_keyarr", "_keys", "_lock", "_mask", "_parts", "_rows", "full", "schema",
+                 "size")
+
+    def __init__(self, schema: pa.Schema, size: int) -> None:
         self.schema = schema
+        self.size = size  # rows (an estimate until built: dead keys may own several)
+        self.full = False
         self._rows: list[r.Row] | None = None
         self._keys: list[str] | None = None
         self._expand: Expand | None = None
+        self._deferred: frozenset[str] = frozenset()
         self._base: Node | None = None
         self._dead: frozenset[str] = frozenset()
+        self._mask: pa.Array[Any] | None = None
         self._parts: list[Node] | None = None
-        self._batch: pa.RecordBatch | None = None
+        self._cols: dict[str, pa.Array[Any]] = {}
+        self._batches: dict[Cols, pa.RecordBatch] = {}
         self._keyarr: pa.Array[Any] | None = None
-        self._derived: dict[str, pa.RecordBatch] = {}
+        self._derived: dict[tuple[str, Cols], pa.RecordBatch] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def of_rows(cls, schema: pa.Schema, rows: list[r.Row], keys: list[str],
-                expand: Expand | None = None) -> Node:
-        """`expand`, when given, turns `rows` into (rows, keys) at materialization."""
-        n = cls(schema)
-        n._rows, n._keys, n._expand = rows, keys, expand
+                expand: Expand | None = None, deferred: frozenset[str] = frozenset()
+                ) -> Node:
+        """`expand`, when given, turns `rows` into (columns, keys) at materialization; the
+        `deferred` columns (costly to expand) are built only when a reader asks for them,
+        also in big nodes, which keep the rows they need (one per key) until then."""
+        n = cls(schema, len(keys))
+        n._rows, n._keys, n._expand, n._deferred = rows, keys, expand, deferred
         return n
 
     def without(self, dead: Iterable[str]) -> Node:
-        n = Node(self.schema)
-        if self._base is not None and self._batch is None:  # collapse filter chains
+        if self._base is not None and not self.full:  # collapse filter chains
+            n = Node(self.schema, self._base.size)
             n._base, n._dead = self._base, self._dead.union(dead)
         else:
+            n = Node(self.schema, self.size)
             n._base, n._dead = self, frozenset(dead)
+        n._expand, n._deferred = self._expand, self._deferred
         return n
 
     @classmethod
     def concat(cls, parts: list[Node]) -> Node:
-        n = cls(parts[0].schema)
+        n = cls(parts[0].schema, sum(p.size for p in parts))
         n._parts = parts
+        n._expand, n._deferred = parts[0]._expand, parts[0]._deferred
         return n
+
+    def rows(self) -> list[r.Row] | None:
+        """The expand rows behind this node's rows, in order (for deferred columns); None
+        once the node is full (then it needs none)."""
+        with self._lock:
+            return self._source_rows()
+
+    def _source_rows(self) -> list[r.Row] | None:
+        if self._rows is not None:
+            return self._rows
+        if self._base is not None:
+            dead, base = self._dead, self._base.rows()
+            return None if base is None else [row for row in base if row[0] not in dead]
+        if self._parts is None:
+            return None
+        out: list[r.Row] = []
+        for p in self._parts:
+            rows = p.rows()
+            if rows is None:
+                return None
+            out.extend(rows)
+        return out
 
     @property
     def materialized(self) -> bool:
-        return self._batch is not None
+        return self.full
 
-    def batch(self) -> pa.RecordBatch:
-        self._materialize()
-        assert self._batch is not None
-        return self._batch
+    def batch(self, cols: Cols = None) -> pa.RecordBatch:
+        """All rows, with `cols` (None: every column) filled in, the others NULL."""
+        with self._lock:
+            self._ensure(cols)
+            if self.full:
+                cols = None
+            out = self._batches.get(cols)
+            if out is None:
+                assert self._keyarr is not None
+                n = len(self._keyarr)
+                arrays = [self._cols.get(f.name) for f in self.schema]
+                out = self._batches[cols] = pa.RecordBatch.from_arrays(
+                    [a if a is not None else pa.nulls(n, f.type) for a, f in
+                     zip(arrays, self.schema, strict=True)], schema=self.schema)
+            return out
 
     def keyarr(self) -> pa.Array[Any]:
-        self._materialize()
-        assert self._keyarr is not None
-        return self._keyarr
+        with self._lock:
+            self._ensure(frozenset())
+            assert self._keyarr is not None
+            return self._keyarr
 
-    def derived(self, name: str, fn: Callable[[pa.RecordBatch], pa.RecordBatch]
-                ) -> pa.RecordBatch:
-        out = self._derived.get(name)
+    def derived(self, name: str, fn: Callable[[pa.RecordBatch], pa.RecordBatch],
+                cols: Cols = None) -> pa.RecordBatch:
+        out = self._derived.get((name, cols))
         if out is None:
-            out = self._derived[name] = fn(self.batch())
+            out = self._derived[(name, cols)] = fn(self.batch(cols))
         return out
 
-    def _materialize(self) -> None:
-        if self._batch is not None:
-            return
+    def _columns(self, names: list[str]) -> list[pa.Array[Any]]:
         with self._lock:
-            if self._batch is not None:
-                return
-            keyarr: pa.Array[Any]
-            if self._rows is not None:
-                keys = self._keys
-                if self._expand is not None:
-                    cols, keys = self._expand(self._rows)
-                    batch = columns_to_batch(self.schema, cols)
-                else:
-                    batch = to_batch(self.schema, self._rows)
-                assert keys is not None
-                keyarr = pa.array(keys, pa.large_utf8())
-            elif self._base is not None:
-                base, base_keys = self._base.batch(), self._base.keyarr()
+            self._ensure(frozenset(names))
+            return [self._cols[n] for n in names]
+
+    def _ensure(self, cols: Cols) -> None:
+        """Build the missing columns of `cols` (and the keys); call with the lock held."""
+        if self.full:
+            return
+        big = self.size >= BIG_NODE
+        if cols is None:
+            cols = frozenset(self.schema.names)
+        elif big:
+            cols = cols.union(self.schema.names).difference(self._deferred).union(cols)
+        # NOT NULL columns cannot have NULL stand-ins: always built.
+        missing = [f.name for f in self.schema if (f.name in cols or not f.nullable)
+                   and f.name not in self._cols]
+        if self._keyarr is not None and not missing:
+            return
+        if self._rows is not None:
+            self._from_rows(missing)
+        elif self._base is not None:
+            base = self._base
+            if self._mask is None:
+                base_keys = base.keyarr()
                 dead = pa.array(list(self._dead), pa.large_utf8())
-                mask = pc.invert(pc.is_in(base_keys, value_set=dead))
-                batch, keyarr = base.filter(mask), base_keys.filter(mask)
-            else:
-                assert self._parts is not None
-                batch = pa.concat_batches([p.batch() for p in self._parts])  # type: ignore[attr-defined]
-                keyarr = pa.concat_arrays([p.keyarr() for p in self._parts])
-            self._keyarr, self._batch = keyarr, batch
-            self._rows = self._keys = self._base = self._parts = None  # let inputs go
+                self._mask = pc.invert(pc.is_in(base_keys, value_set=dead))
+                self._keyarr = base_keys.filter(self._mask)
+            if missing:
+                for name, col in zip(missing, base._columns(missing), strict=True):
+                    courteous()
+                    self._cols[name] = col.filter(self._mask)
+        else:
+            assert self._parts is not None
+            if self._keyarr is None:
+                self._keyarr = pa.concat_arrays([p.keyarr() for p in self._parts])
+            if missing:
+                per_part = [p._columns(missing) for p in self._parts]
+                for i, name in enumerate(missing):
+                    courteous()
+                    self._cols[name] = pa.concat_arrays([cols[i] for cols in per_part])
+        assert self._keyarr is not None
+        self.size = len(self._keyarr)
+        if len(self._cols) == len(self.schema):
+            self.full = True  # let the inputs go
+            self._rows = self._keys = self._base = self._parts = None
             self._expand = None
+            self._mask = None
+            self._batches.clear()
+        elif big and self._rows is None and len(self._cols) + len(self._deferred) >= \
+                len(self.schema):
+            # Settled: keep just the rows the deferred columns need; let the nodes go.
+            rows = self._source_rows()
+            if rows is not None:
+                self._rows = rows
+                self._base = self._parts = None
+                self._mask = None
+
+    def _from_rows(self, missing: list[str]) -> None:
+        assert self._rows is not None
+        keys: list[str] | None
+        if self._expand is not None:
+            cols, keys = self._expand(self._rows, frozenset(missing))
+            for f in self.schema:
+                col = cols.get(f.name)
+                if col is not None and f.name not in self._cols:
+                    courteous()
+                    self._cols[f.name] = pa.array(col, type=f.type)
+        else:
+            keys = self._keys
+            if len(missing) > len(self.schema) // 4:  # most: transpose once, in C
+                for f, values in zip(self.schema, zip(*self._rows, strict=True), strict=True):
+                    if f.name in missing:
+                        courteous()
+                        self._cols[f.name] = pa.array(values, type=f.type)
+            else:
+                for name in missing:
+                    courteous()
+                    i = self.schema.get_field_index(name)
+                    self._cols[name] = pa.array([row[i] for row in self._rows],
+                                                type=self.schema.field(i).type)
+        if self._keyarr is None:
+            assert keys is not None
+            self._keyarr = pa.array(keys, pa.large_utf8())
 
 
 def to_batch(schema: pa.Schema, rows: Sequence[r.Row]) -> pa.RecordBatch:
@@ -142,20 +283,31 @@ def columns_to_batch(schema: pa.Schema, cols: Sequence[Sequence[Any]]) -> pa.Rec
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-Expand = Callable[[list[r.Row]], tuple[list[list[Any]], list[str]]]
+# (rows, wanted columns) -> ({column: values} with at least the wanted ones, keys)
+Expand = Callable[[list[r.Row], frozenset[str]], tuple[dict[str, list[Any]], list[str]]]
 
 
 class Lane:
     """One store's nodes in one partition, with the live keys of each (writer side only)."""
 
-    def __init__(self, schema: pa.Schema, expand: Expand | None = None) -> None:
+    def __init__(self, schema: pa.Schema, expand: Expand | None = None,
+                 deferred: frozenset[str] = frozenset()) -> None:
         self.schema = schema
         self.expand = expand
+        self.deferred = deferred
         self.parts: list[tuple[Node, set[str]]] = []
 
     @property
     def nodes(self) -> tuple[Node, ...]:
         return tuple(n for n, _ in self.parts)
+
+    @property
+    def size(self) -> int:
+        """Live keys shown."""
+        return sum(len(keys) for _, keys in self.parts)
+
+    def shows(self, key: str) -> bool:
+        return any(key in keys for _, keys in self.parts)
 
     def update(self, changed: dict[str, list[r.Row]]) -> None:
         if not changed:
@@ -179,7 +331,8 @@ class Lane:
                 rkeys.extend([k] * len(kr))
                 live.add(k)
         if rows:
-            parts.append((Node.of_rows(self.schema, rows, rkeys, self.expand), live))
+            parts.append((Node.of_rows(self.schema, rows, rkeys, self.expand, self.deferred),
+                          live))
         self.parts = _compact(parts)
 
 
@@ -194,10 +347,15 @@ def _compact(parts: list[tuple[Node, set[str]]]) -> list[tuple[Node, set[str]]]:
             keys = kb
         parts[i: i + 2] = [(Node.concat([a, b]), keys)]
 
-    while len(parts) >= 2 and len(parts[-2][1]) <= MERGE_RATIO * len(parts[-1][1]):
-        merge(len(parts) - 2)
+    # The newest node stays apart: its keys are the likeliest to change again soon (an
+    # invocation is touched again when it completes), and dropping them from a small node
+    # costs little, from a merged big one a copy of all its rows.
+    while (n := len(parts) - HOT_NODES) >= 2 and \
+            len(parts[n - 2][1]) <= MERGE_RATIO * len(parts[n - 1][1]):
+        merge(n - 2)
     while len(parts) > MAX_NODES:
-        sizes = [len(parts[i][1]) + len(parts[i + 1][1]) for i in range(len(parts) - 1)]
+        last = max(len(parts) - HOT_NODES, 2) - 1
+        sizes = [len(parts[i][1]) + len(parts[i + 1][1]) for i in range(last)]
         merge(sizes.index(min(sizes)))
     return parts
 
@@ -208,14 +366,16 @@ class Store:
     schema: pa.Schema
     source: str  # the tracked PartitionState field whose keys own the rows
     expand: Expand | None = None  # rows are captured cheaply, expanded off the loop
+    deferred: frozenset[str] = frozenset()  # columns built only when read (see Node)
 
     def lane(self) -> Lane:
-        return Lane(self.schema, self.expand)
+        return Lane(self.schema, self.expand, self.deferred)
 
 
 STORES = (
     Store("invocations", t.INVOCATION_STORE.schema, "invocations"),
-    Store("journal", t.SYS_JOURNAL.schema, "invocations", r.journal_rows),
+    Store("journal", t.SYS_JOURNAL.schema, "invocations", r.journal_rows,
+          frozenset(r.DECODED_JOURNAL_COLUMNS)),
     Store("state", t.STATE.schema, "kv"),
     Store("inbox", t.SYS_INBOX.schema, "inboxes"),
     Store("locks", t.SYS_KEYED_SERVICE_STATUS.schema, "locks"),
@@ -231,10 +391,20 @@ class ViewStats:
     full_rebuilds: int = 0
     keys_rebuilt: int = 0
     rows_built: int = 0
+    pending_trimmed: int = 0
+
+
+STORE_NAMES = frozenset(s.name for s in STORES)
+PENDING_TRIM = 20_000  # trim a store's pending keys past this many (and past 2x its live keys)
 
 
 class PartitionViews:
-    """The stores of one partition, refreshed from its `PartitionState`."""
+    """The stores of one partition, refreshed from its `PartitionState`.
+
+    Stores are refreshed lazily and separately: a query rebuilds only the stores its tables
+    read, and the keys touched meanwhile wait in a per-store `pending` set. Keys that
+    vanished before any query saw them are trimmed from it (`drain`), so it stays bounded
+    by the size of the tables even when one store is never queried."""
 
     def __init__(self, partition_id: int) -> None:
         self.partition_id = partition_id
@@ -242,54 +412,83 @@ class PartitionViews:
         self.version: int | None = None
         self.lanes = {s.name: s.lane() for s in STORES}
         self.stats = ViewStats()
-        # Keys seen changed but not rebuilt yet (a budgeted refresh leaves the rest here).
-        self.pending: dict[str, set[Any]] = {f: set() for f in TRACKED_FIELDS}
+        self.epoch = 0  # bumped whenever a lane changes: snapshots compare it
+        # Keys seen changed but not rebuilt yet, per store.
+        self.pending: dict[str, set[Any]] = {s.name: set() for s in STORES}
 
-    @property
-    def behind(self) -> bool:
-        return any(self.pending.values())
+    def behind(self, stores: Iterable[str] | None = None) -> bool:
+        names = STORE_NAMES if stores is None else stores
+        return any(self.pending[n] for n in names)
+
+    def drain(self, state: PartitionState) -> None:
+        """Move the keys `apply` touched into the stores' pending sets (call on the state's
+        thread). Cheap; the server calls it periodically so tracking never piles up."""
+        if state is not self.state:
+            return
+        for f in TRACKED_FIELDS:
+            keys = tracked(state, f).take()
+            if keys:
+                for store in _BY_SOURCE[f]:
+                    self.pending[store.name] |= keys
+        for store in STORES:
+            pend = self.pending[store.name]
+            if len(pend) > PENDING_TRIM:
+                self._trim(state, store, pend)
+
+    def _trim(self, state: PartitionState, store: Store, pend: set[Any]) -> None:
+        """Forget pending keys that are neither in the state nor shown by the views."""
+        lane = self.lanes[store.name]
+        live = dict.keys(getattr(state, store.source))
+        if len(pend) <= 2 * (len(live) + lane.size):
+            return
+        keep = {k for k in pend if k in live or lane.shows(keystr(k))}
+        self.stats.pending_trimmed += len(pend) - len(keep)
+        self.pending[store.name] = keep
 
     def refresh(self, state: PartitionState, version: int | None,
-                in_flight: Callable[[str], bool], budget: int | None = None) -> bool:
-        """Bring the stores up to date with `state`; False when nothing could have changed.
+                in_flight: Callable[[str], bool], budget: int | None = None,
+                stores: Iterable[str] | None = None) -> bool:
+        """Bring `stores` (default: all) up to date with `state`; False when none changed.
 
-        With a `budget`, rebuild at most that many keys per table and keep the rest pending:
+        With a `budget`, rebuild at most that many keys per store and keep the rest pending:
         the first build over a large history then runs in slices between which the event
         loop serves invocations (`Materializer.catch_up`)."""
+        names = STORE_NAMES if stores is None else frozenset(stores)
         if (state is self.state and version is not None and version == self.version
-                and not self.behind):
+                and not self.behind(names)):
             return False
         self.stats.refreshes += 1
         if state is not self.state:  # first time, or the processor loaded a snapshot
             track(state)
             self.lanes = {s.name: s.lane() for s in STORES}
-            self.pending = {f: set(dict.keys(tracked(state, f))) for f in TRACKED_FIELDS}
+            self.pending = {s.name: set(dict.keys(tracked(state, s.source))) for s in STORES}
             for f in TRACKED_FIELDS:
                 tracked(state, f).take()
             self.stats.full_rebuilds += 1
+            self.state = state
+            self.epoch += 1
         else:
-            for f in TRACKED_FIELDS:
-                self.pending[f] |= tracked(state, f).take()
-        touched: dict[str, set[Any]] = {}
-        for f in TRACKED_FIELDS:
-            keys = self.pending[f]
+            self.drain(state)
+        self.version = version
+        changed = False
+        for store in STORES:
+            if store.name not in names:
+                continue
+            keys = self.pending[store.name]
+            if not keys:
+                continue
             if budget is not None and len(keys) > budget:
                 chunk = set(itertools.islice(keys, budget))
                 keys -= chunk
-                touched[f] = chunk
             else:
-                touched[f], self.pending[f] = keys, set()
-        self.state, self.version = state, version
-        changed = False
-        for store in STORES:
-            keys = touched[store.source]
-            if not keys:
-                continue
-            rows = {keystr(k): self._rows(store.name, state, k, in_flight) for k in keys}
+                chunk, self.pending[store.name] = keys, set()
+            rows = {keystr(k): self._rows(store.name, state, k, in_flight) for k in chunk}
             self.stats.keys_rebuilt += len(rows)
             self.stats.rows_built += sum(len(v) for v in rows.values())
             self.lanes[store.name].update(rows)
             changed = True
+        if changed:
+            self.epoch += 1
         return changed
 
     def _rows(self, store: str, state: PartitionState, key: Any,
@@ -302,6 +501,9 @@ class PartitionViews:
         builder = _BUILDERS[store]
         return builder(state, key)
 
+
+_BY_SOURCE: dict[str, tuple[Store, ...]] = {
+    f: tuple(s for s in STORES if s.source == f) for f in TRACKED_FIELDS}
 
 _BUILDERS: dict[str, r.RowBuilder] = {
     "state": r.kv_rows,

@@ -21,7 +21,7 @@ class World:
         self.ts = T0
         self.in_flight: set[str] = set()
         self.mat = Materializer(lambda i: i in self.in_flight)
-        self.engine = Engine(lambda: self.mat.snapshot([PartitionSource(self.state)]))
+        self.engine = Engine(lambda _stores=None: self.mat.snapshot([PartitionSource(self.state)]))
 
     def do(self, *cmds: c.Command) -> None:
         for cmd in cmds:

@@ -1,0 +1,122 @@
+"""Invocation throughput while a client loops heavy SQL queries (issue #5's last target).
+
+32 closed-loop clients call `BenchGreeter/<new key>/greet` on a fresh rstq server for the whole
+run; a querier loops four heavy queries (GROUP BY status, count of the journal, count of state,
+GROUP BY service) through `POST /query`. Phases alternate: without queries (after `--settle`
+seconds, so nothing SQL is left running), then with the querier on (after 3 s of it, so the
+first query's catch-up on the backlog is not counted: the target is about a client that keeps
+querying). Prints each phase's invocations/s, queries/s and server CPU (main thread, others)
+and the mean drop.
+
+    .venv/bin/python bench/sql_load.py --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import os
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.rstq_server import RstqServer  # noqa: E402
+from tests.support.service_proc import ServiceProcess  # noqa: E402
+
+QUERIES = ("SELECT status, count(*) FROM sys_invocation GROUP BY status",
+           "SELECT count(*) FROM sys_journal", "SELECT count(*) FROM state",
+           "SELECT target_service_name, count(*) FROM sys_invocation GROUP BY 1")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """CPU seconds of the server's main thread and of all its other threads."""
+    out = {"main": 0.0, "other": 0.0}
+    for task in glob.glob(f"/proc/{pid}/task/*"):
+        try:
+            fields = Path(task, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = "main" if task.endswith(f"/{pid}") else "other"
+        out[kind] += (int(fields[11]) + int(fields[12])) / TICKS
+    return out
+
+
+async def run(srv: RstqServer, args: argparse.Namespace) -> float:
+    calls = queries = 0
+    querying = stop = False
+    async with aiohttp.ClientSession() as session:
+        async def client(k: int) -> None:
+            nonlocal calls
+            i = 0
+            while not stop:
+                url = f"{srv.ingress_url}/BenchGreeter/c{k}-{i}/greet"
+                async with session.post(url, json="x") as r:
+                    await r.read()
+                calls, i = calls + 1, i + 1
+
+        async def querier() -> None:
+            nonlocal queries
+            i = 0
+            while not stop:
+                if not querying:
+                    await asyncio.sleep(0.05)
+                    continue
+                async with session.post(f"{srv.admin_url}/query",
+                                        json={"query": QUERIES[i % len(QUERIES)]},
+                                        headers={"accept": "application/json"}) as r:
+                    await r.read()
+                    assert r.status == 200, await r.text()
+                queries, i = queries + 1, i + 1
+
+        tasks = [asyncio.ensure_future(client(k)) for k in range(args.clients)]
+        tasks.append(asyncio.ensure_future(querier()))
+        rates: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.rounds):
+            for with_queries in (False, True):
+                querying = with_queries
+                await asyncio.sleep(3.0 if with_queries else args.settle)
+                c0, q0, cpu0, t0 = calls, queries, cpu_by_thread(srv.proc.pid), time.time()
+                await asyncio.sleep(args.measure)
+                dt, cpu1 = time.time() - t0, cpu_by_thread(srv.proc.pid)
+                rate = (calls - c0) / dt
+                rates[with_queries].append(rate)
+                print(f"{'queries' if with_queries else 'plain  '}  invocations/s {rate:6.0f}"
+                      f"  queries/s {(queries - q0) / dt:5.1f}"
+                      f"  server cpu main {(cpu1['main'] - cpu0['main']) / dt:.2f}"
+                      f" other {(cpu1['other'] - cpu0['other']) / dt:.2f}", flush=True)
+        stop = True
+        await asyncio.gather(*tasks, return_exceptions=True)
+    plain = sum(rates[False]) / len(rates[False])
+    loaded = sum(rates[True]) / len(rates[True])
+    drop = 100 * (1 - loaded / plain)
+    print(f"mean: {plain:.0f} invocations/s plain, {loaded:.0f} with queries: "
+          f"drop {drop:.1f}% (target <= 10%)")
+    return drop
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--measure", type=float, default=8.0, help="seconds measured per phase")
+    ap.add_argument("--settle", type=float, default=5.0,
+                    help="seconds without queries before a plain phase is measured")
+    ap.add_argument("--partitions", type=int, default=2)
+    args = ap.parse_args()
+    svc = ServiceProcess("bench.suite_services:app", http2=True).start()
+    srv = RstqServer(partitions=args.partitions).start()
+    try:
+        srv.register(svc.url)
+        asyncio.run(run(srv, args))
+    finally:
+        srv.stop()
+        svc.stop()
+
+
+if __name__ == "__main__":
+    main()
