@@ -67,7 +67,7 @@ async def run(srv: RstqServer, args: argparse.Namespace) -> float:
                     await asyncio.sleep(0.05)
                     continue
                 async with session.post(f"{srv.admin_url}/query",
-                                        json={"query": QUERIES[i % len(QUERIES)]},
+                                        json={"query": args.query[i % len(args.query)]},
                                         headers={"accept": "application/json"}) as r:
                     await r.read()
                     assert r.status == 200, await r.text()
@@ -107,7 +107,10 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=5.0,
                     help="seconds without queries before a plain phase is measured")
     ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--query", action="append",
+                    help="a query to loop (repeatable; default: the four heavy ones)")
     args = ap.parse_args()
+    args.query = args.query or list(QUERIES)
     svc = ServiceProcess("bench.suite_services:app", http2=True).start()
     srv = RstqServer(partitions=args.partitions).start()
     try:

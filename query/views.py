@@ -23,6 +23,7 @@ again when it completes) and dropping them from a small node is cheap.
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -55,7 +56,7 @@ def courteous() -> None:
     last = _held_since.at
     if last is None or now - last >= COURTESY_S:
         if last is not None:
-            time.sleep(0)  # releases the lock; a waiting thread takes it
+            os.sched_yield()  # releases the lock: a waiting thread takes it
         _held_since.at = time.perf_counter()
 
 
@@ -131,27 +132,63 @@ class Node:
         n._expand, n._deferred = parts[0]._expand, parts[0]._deferred
         return n
 
-    def rows(self) -> list[r.Row] | None:
-        """The expand rows behind this node's rows, in order (for deferred columns); None
-        once the node is full (then it needs none)."""
+    def source(self) -> tuple[list[str], list[r.Row]] | None:
+        """The Python rows behind this node's rows, in order, with the key of each; None
+        once some node below has let its rows go (it was built whole)."""
         with self._lock:
-            return self._source_rows()
+            return self._source()
 
-    def _source_rows(self) -> list[r.Row] | None:
+    def _source(self) -> tuple[list[str], list[r.Row]] | None:
         if self._rows is not None:
-            return self._rows
+            if self._keys is not None:
+                return self._keys, self._rows
+            return [row[0] for row in self._rows], self._rows
         if self._base is not None:
-            dead, base = self._dead, self._base.rows()
-            return None if base is None else [row for row in base if row[0] not in dead]
+            base = self._base.source()
+            if base is None:
+                return None
+            dead = self._dead
+            live = [(k, row) for k, row in zip(*base, strict=True) if k not in dead]
+            return [k for k, _ in live], [row for _, row in live]
         if self._parts is None:
             return None
-        out: list[r.Row] = []
+        keys: list[str] = []
+        rows: list[r.Row] = []
         for p in self._parts:
-            rows = p.rows()
-            if rows is None:
+            src = p.source()
+            if src is None:
                 return None
-            out.extend(rows)
-        return out
+            keys.extend(src[0])
+            rows.extend(src[1])
+        return keys, rows
+
+    def _children(self) -> list[Node]:
+        if self._base is not None:
+            return [self._base]
+        return self._parts or []
+
+    def has(self, names: Iterable[str]) -> bool:
+        """Whether the columns `names` are built here or below without Python rows to
+        convert (then reading them costs filters and copies at most)."""
+        with self._lock:
+            if self.full or all(n in self._cols for n in names):
+                return True
+            if self._rows is not None:
+                return False
+            children = self._children()
+            return bool(children) and all(c.has(names) for c in children)
+
+    def _flatten(self) -> bool:
+        """Become a rows node over the Python rows below (same order): building many
+        columns of a big node from them converts each row once, where going through the
+        nodes below would filter and concatenate every column at each level."""
+        src = self._source()
+        if src is None:
+            return False
+        self._keys, self._rows = src
+        self._base = self._parts = None
+        self._mask = None
+        return True
 
     @property
     def materialized(self) -> bool:
@@ -205,6 +242,9 @@ class Node:
                    and f.name not in self._cols]
         if self._keyarr is not None and not missing:
             return
+        if self._rows is None and len(missing) > len(self.schema) // 4 and \
+                not any(child.has(missing) for child in self._children()):
+            self._flatten()  # nothing below has them: convert the Python rows once
         if self._rows is not None:
             self._from_rows(missing)
         elif self._base is not None:
@@ -238,11 +278,7 @@ class Node:
         elif big and self._rows is None and len(self._cols) + len(self._deferred) >= \
                 len(self.schema):
             # Settled: keep just the rows the deferred columns need; let the nodes go.
-            rows = self._source_rows()
-            if rows is not None:
-                self._rows = rows
-                self._base = self._parts = None
-                self._mask = None
+            self._flatten()
 
     def _from_rows(self, missing: list[str]) -> None:
         assert self._rows is not None
