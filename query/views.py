@@ -74,6 +74,27 @@ BIG_NODE = 4096  # nodes of at least this many rows are built whole (then their 
 Cols = frozenset[str] | None  # the columns a reader needs; None: all
 
 
+class Shape:
+    """A schema's fields as plain Python (iterating a pa.Schema makes Field objects)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.names: tuple[str, ...] = tuple(schema.names)
+        self.types: tuple[Any, ...] = tuple(f.type for f in schema)
+        self.all: frozenset[str] = frozenset(self.names)
+        self.not_null: frozenset[str] = frozenset(f.name for f in schema if not f.nullable)
+        self.index = {n: i for i, n in enumerate(self.names)}
+
+
+_SHAPES: dict[int, tuple[pa.Schema, Shape]] = {}
+
+
+def shape(schema: pa.Schema) -> Shape:
+    got = _SHAPES.get(id(schema))
+    if got is None or got[0] is not schema:
+        got = _SHAPES[id(schema)] = (schema, Shape(schema))
+    return got[1]
+
+
 class Node:
     """Rows of one store; materialized to Arrow on first use, column by column, and cached.
 
@@ -83,11 +104,12 @@ class Node:
     inputs (Python rows, or the nodes it filters or concatenates) go."""
 
     __slots__ = ("_base", "_batches", "_cols", "_dead", "_deferred", "_derived", "_expand",
-                 "_keyarr", "_keys", "_lock", "_mask", "_parts", "_rows", "full", "schema",
-                 "size")
+                 "_keyarr", "_keys", "_lock", "_mask", "_parts", "_rows", "_shape", "full",
+                 "schema", "size")
 
     def __init__(self, schema: pa.Schema, size: int) -> None:
         self.schema = schema
+        self._shape = shape(schema)
         self.size = size  # rows (an estimate until built: dead keys may own several)
         self.full = False
         self._rows: list[r.Row] | None = None
@@ -204,10 +226,11 @@ class Node:
             if out is None:
                 assert self._keyarr is not None
                 n = len(self._keyarr)
-                arrays = [self._cols.get(f.name) for f in self.schema]
+                sh = self._shape
+                arrays = [self._cols.get(name) for name in sh.names]
                 out = self._batches[cols] = pa.RecordBatch.from_arrays(
-                    [a if a is not None else pa.nulls(n, f.type) for a, f in
-                     zip(arrays, self.schema, strict=True)], schema=self.schema)
+                    [a if a is not None else pa.nulls(n, ty) for a, ty in
+                     zip(arrays, sh.types, strict=True)], schema=self.schema)
             return out
 
     def keyarr(self) -> pa.Array[Any]:
@@ -232,17 +255,18 @@ class Node:
         """Build the missing columns of `cols` (and the keys); call with the lock held."""
         if self.full:
             return
+        sh = self._shape
         big = self.size >= BIG_NODE
         if cols is None:
-            cols = frozenset(self.schema.names)
+            cols = sh.all
         elif big:
-            cols = cols.union(self.schema.names).difference(self._deferred).union(cols)
+            cols = sh.all.difference(self._deferred).union(cols)
         # NOT NULL columns cannot have NULL stand-ins: always built.
-        missing = [f.name for f in self.schema if (f.name in cols or not f.nullable)
-                   and f.name not in self._cols]
+        missing = [n for n in sh.names if (n in cols or n in sh.not_null)
+                   and n not in self._cols]
         if self._keyarr is not None and not missing:
             return
-        if self._rows is None and len(missing) > len(self.schema) // 4 and \
+        if self._rows is None and len(missing) > len(sh.names) // 4 and \
                 not any(child.has(missing) for child in self._children()):
             self._flatten()  # nothing below has them: convert the Python rows once
         if self._rows is not None:
@@ -269,40 +293,41 @@ class Node:
                     self._cols[name] = pa.concat_arrays([cols[i] for cols in per_part])
         assert self._keyarr is not None
         self.size = len(self._keyarr)
-        if len(self._cols) == len(self.schema):
+        if len(self._cols) == len(sh.names):
             self.full = True  # let the inputs go
             self._rows = self._keys = self._base = self._parts = None
             self._expand = None
             self._mask = None
             self._batches.clear()
         elif big and self._rows is None and len(self._cols) + len(self._deferred) >= \
-                len(self.schema):
+                len(sh.names):
             # Settled: keep just the rows the deferred columns need; let the nodes go.
             self._flatten()
 
     def _from_rows(self, missing: list[str]) -> None:
         assert self._rows is not None
         keys: list[str] | None
+        sh = self._shape
         if self._expand is not None:
             cols, keys = self._expand(self._rows, frozenset(missing))
-            for f in self.schema:
-                col = cols.get(f.name)
-                if col is not None and f.name not in self._cols:
+            for name, ty in zip(sh.names, sh.types, strict=True):
+                col = cols.get(name)
+                if col is not None and name not in self._cols:
                     courteous()
-                    self._cols[f.name] = pa.array(col, type=f.type)
+                    self._cols[name] = pa.array(col, type=ty)
         else:
             keys = self._keys
-            if len(missing) > len(self.schema) // 4:  # most: transpose once, in C
-                for f, values in zip(self.schema, zip(*self._rows, strict=True), strict=True):
-                    if f.name in missing:
+            if len(missing) > len(sh.names) // 4:  # most: transpose once, in C
+                for name, ty, values in zip(sh.names, sh.types, zip(*self._rows, strict=True),
+                                            strict=True):
+                    if name in missing:
                         courteous()
-                        self._cols[f.name] = pa.array(values, type=f.type)
+                        self._cols[name] = pa.array(values, type=ty)
             else:
                 for name in missing:
                     courteous()
-                    i = self.schema.get_field_index(name)
-                    self._cols[name] = pa.array([row[i] for row in self._rows],
-                                                type=self.schema.field(i).type)
+                    i = sh.index[name]
+                    self._cols[name] = pa.array([row[i] for row in self._rows], type=sh.types[i])
         if self._keyarr is None:
             assert keys is not None
             self._keyarr = pa.array(keys, pa.large_utf8())
