@@ -46,6 +46,14 @@ def cpu_by_thread(pid: int) -> dict[str, float]:
     return out
 
 
+async def snapshot_lsns(session: aiohttp.ClientSession, admin_url: str) -> list[int]:
+    """Where each partition's latest snapshot is (a snapshot pass costs the server time)."""
+    async with session.post(f"{admin_url}/query", json={
+            "query": "SELECT snapshot_lsn FROM sys_partition ORDER BY partition_id"},
+            headers={"accept": "application/json"}) as r:
+        return [row["snapshot_lsn"] or 0 for row in (await r.json())["rows"]]
+
+
 async def run(srv: RstqServer, args: argparse.Namespace) -> float:
     calls = queries = 0
     querying = stop = False
@@ -80,15 +88,19 @@ async def run(srv: RstqServer, args: argparse.Namespace) -> float:
             for with_queries in (False, True):
                 querying = with_queries
                 await asyncio.sleep(3.0 if with_queries else args.settle)
+                snaps0 = await snapshot_lsns(session, srv.admin_url)
                 c0, q0, cpu0, t0 = calls, queries, cpu_by_thread(srv.proc.pid), time.time()
                 await asyncio.sleep(args.measure)
                 dt, cpu1 = time.time() - t0, cpu_by_thread(srv.proc.pid)
+                snaps1 = await snapshot_lsns(session, srv.admin_url)
+                snapshots = sum(a != b for a, b in zip(snaps0, snaps1, strict=True))
                 rate = (calls - c0) / dt
                 rates[with_queries].append(rate)
                 print(f"{'queries' if with_queries else 'plain  '}  invocations/s {rate:6.0f}"
                       f"  queries/s {(queries - q0) / dt:5.1f}"
                       f"  server cpu main {(cpu1['main'] - cpu0['main']) / dt:.2f}"
-                      f" other {(cpu1['other'] - cpu0['other']) / dt:.2f}", flush=True)
+                      f" other {(cpu1['other'] - cpu0['other']) / dt:.2f}"
+                      f"  partitions snapshotted {snapshots}", flush=True)
         stop = True
         await asyncio.gather(*tasks, return_exceptions=True)
     plain = sum(rates[False]) / len(rates[False])
