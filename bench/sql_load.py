@@ -3,8 +3,8 @@
 32 closed-loop clients call `BenchGreeter/<new key>/greet` on a fresh rstq server for the whole
 run; a querier loops four heavy queries (GROUP BY status, count of the journal, count of state,
 GROUP BY service) through `POST /query`. Phases alternate: without queries (after `--settle`
-seconds, so nothing SQL is left running), then with the querier on (after 3 s of it, so the
-first query's catch-up on the backlog is not counted: the target is about a client that keeps
+seconds, so nothing SQL is left running), then with the querier on (after `--warm` seconds of it, so
+the first query's catch-up on the backlog is not counted: the target is about a client that keeps
 querying). Prints each phase's invocations/s, queries/s and server CPU (main thread, others)
 and the mean drop.
 
@@ -54,7 +54,7 @@ async def snapshot_lsns(session: aiohttp.ClientSession, admin_url: str) -> list[
         return [row["snapshot_lsn"] or 0 for row in (await r.json())["rows"]]
 
 
-async def run(srv: RstqServer, args: argparse.Namespace) -> float:
+async def run(srv: RstqServer, args: argparse.Namespace) -> dict[str, float]:
     calls = queries = 0
     querying = stop = False
     async with aiohttp.ClientSession() as session:
@@ -84,10 +84,11 @@ async def run(srv: RstqServer, args: argparse.Namespace) -> float:
         tasks = [asyncio.ensure_future(client(k)) for k in range(args.clients)]
         tasks.append(asyncio.ensure_future(querier()))
         rates: dict[bool, list[float]] = {False: [], True: []}
+        query_rates: list[float] = []
         for _ in range(args.rounds):
             for with_queries in (False, True):
                 querying = with_queries
-                await asyncio.sleep(3.0 if with_queries else args.settle)
+                await asyncio.sleep(args.warm if with_queries else args.settle)
                 snaps0 = await snapshot_lsns(session, srv.admin_url)
                 c0, q0, cpu0, t0 = calls, queries, cpu_by_thread(srv.proc.pid), time.time()
                 await asyncio.sleep(args.measure)
@@ -96,6 +97,8 @@ async def run(srv: RstqServer, args: argparse.Namespace) -> float:
                 snapshots = sum(a != b for a, b in zip(snaps0, snaps1, strict=True))
                 rate = (calls - c0) / dt
                 rates[with_queries].append(rate)
+                if with_queries:
+                    query_rates.append((queries - q0) / dt)
                 print(f"{'queries' if with_queries else 'plain  '}  invocations/s {rate:6.0f}"
                       f"  queries/s {(queries - q0) / dt:5.1f}"
                       f"  server cpu main {(cpu1['main'] - cpu0['main']) / dt:.2f}"
@@ -108,26 +111,29 @@ async def run(srv: RstqServer, args: argparse.Namespace) -> float:
     drop = 100 * (1 - loaded / plain)
     print(f"mean: {plain:.0f} invocations/s plain, {loaded:.0f} with queries: "
           f"drop {drop:.1f}% (target <= 10%)")
-    return drop
+    return {"plain": plain, "with_queries": loaded, "drop_percent": drop,
+            "queries_per_s": sum(query_rates) / len(query_rates)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--measure", type=float, default=8.0, help="seconds measured per phase")
     ap.add_argument("--settle", type=float, default=5.0,
                     help="seconds without queries before a plain phase is measured")
+    ap.add_argument("--warm", type=float, default=3.0,
+                    help="seconds of querying before a query phase is measured")
     ap.add_argument("--partitions", type=int, default=2)
     ap.add_argument("--query", action="append",
                     help="a query to loop (repeatable; default: the four heavy ones)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.query = args.query or list(QUERIES)
     svc = ServiceProcess("bench.suite_services:app", http2=True).start()
     srv = RstqServer(partitions=args.partitions).start()
     try:
         srv.register(svc.url)
-        asyncio.run(run(srv, args))
+        return asyncio.run(run(srv, args))
     finally:
         srv.stop()
         svc.stop()

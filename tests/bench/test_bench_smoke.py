@@ -18,13 +18,18 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _suite() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_suite", REPO_ROOT / "bench" / "suite.py")
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}",
+                                                  REPO_ROOT / "bench" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
-    sys.modules["bench_suite"] = mod
+    sys.modules[f"bench_{name}"] = mod
     spec.loader.exec_module(mod)
     return mod
+
+
+def _suite() -> ModuleType:
+    return _load("suite")
 
 
 @pytest.mark.slow
@@ -47,3 +52,12 @@ def test_bench_suite_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert rows[("sql", f"/query {label}")]["value"] > 0
         assert rows[("sql", f"pgwire {label} (vs /query)")]["value"] > 0
     assert "all targets met" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_sql_load_smoke() -> None:
+    """bench/sql_load.py end to end in a few seconds: both phases measured, queries answered."""
+    res = _load("sql_load").main(["--rounds", "1", "--clients", "4", "--measure", "1",
+                                  "--settle", "0.3", "--warm", "0.5"])
+    assert res["plain"] > 0 and res["with_queries"] > 0
+    assert res["queries_per_s"] > 0
