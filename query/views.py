@@ -367,8 +367,8 @@ class Lane:
         """Live keys shown."""
         return sum(len(keys) for _, keys in self.parts)
 
-    def shows(self, key: str) -> bool:
-        return any(key in keys for _, keys in self.parts)
+    def shown_keys(self) -> set[str]:
+        return set().union(*(keys for _, keys in self.parts))
 
     def update(self, changed: dict[str, list[r.Row]]) -> None:
         if not changed:
@@ -502,9 +502,12 @@ class PartitionViews:
         live = dict.keys(getattr(state, store.source))
         if len(pend) <= 2 * (len(live) + lane.size):
             return
-        keep = {k for k in pend if k in live or lane.shows(keystr(k))}
-        self.stats.pending_trimmed += len(pend) - len(keep)
-        self.pending[store.name] = keep
+        before = len(pend)
+        gone = [k for k in pend if k not in live]
+        if gone:
+            shown = lane.shown_keys()
+            pend.difference_update([k for k in gone if keystr(k) not in shown])
+        self.stats.pending_trimmed += before - len(pend)
 
     def refresh(self, state: PartitionState, version: int | None,
                 in_flight: Callable[[str], bool], budget: int | None = None,
