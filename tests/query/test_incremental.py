@@ -203,3 +203,37 @@ def test_pending_keys_of_an_unqueried_store_stay_bounded(
     finally:
         eng.close()
         want.close()
+
+
+def test_random_projections_equal_a_full_build(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Column-lazy nodes (small and big) answer any column subset as a whole build does."""
+    monkeypatch.setattr(views, "BIG_NODE", 16)
+    rng = random.Random(11)
+    states = [PartitionState(i, 2) for i in range(2)]
+    ld = Loader(states)
+    mat = Materializer()
+    eng = Engine(lambda stores: mat.snapshot([PartitionSource(s) for s in states],
+                                             stores=stores))
+    tables = [t for t in TABLES if t.name not in ("sys_partition", "sys_service",
+                                                  "sys_deployment", "sys_journal_events",
+                                                  "sys_span")]
+    try:
+        for _round in range(6):
+            for _ in range(rng.randint(5, 30)):
+                if rng.random() < 0.6:
+                    ld.greet(f"k{rng.randint(0, 40)}", rng.randint(1, 9),
+                             complete=rng.random() < 0.8)
+                else:
+                    ld.steps(rng.randint(0, 3))
+            for table in tables:
+                names = [c.name for c in table.columns]
+                cols = rng.sample(names, rng.randint(1, min(4, len(names))))
+                q = (f"SELECT {', '.join(map(_quote, cols))} FROM {table.name} "
+                     f"ORDER BY {', '.join(map(_quote, cols))}")
+                assert eng.sql(q).equals(fresh_sql(states, q)), q
+    finally:
+        eng.close()
+
+
+def _quote(name: str) -> str:
+    return f'"{name}"'
