@@ -143,7 +143,10 @@ class Limits:
     # 0 or 1: no limit.
     cpu_share: float = 0.05
     cpu_burst_s: float = 0.1
-    # While invocations run, refresh the views at most this often (queries share refreshes).
+    # While invocations run, keeping the views current may take this share of the time:
+    # after a refresh that cost C seconds of CPU, the next waits until C / share have passed
+    # (queries arriving meanwhile share it), but never longer than `refresh_interval_s`.
+    refresh_share: float = 0.02
     refresh_interval_s: float = 0.5
 
 
@@ -256,6 +259,8 @@ class Engine:
         self._slot: _Slot | None = None  # the next snapshot, shared by queries waiting for it
         self._slot_tasks: set[asyncio.Task[None]] = set()
         self._refreshed_at = 0.0
+        self._refresh_cpu = 0.0  # CPU seconds the last refresh took (event loop + Arrow)
+        self._materialize_cpu = 0.0  # ... of which the last query's Arrow building
 
     # --- QueryEngine -----------------------------------------------------------------------
 
@@ -301,15 +306,15 @@ class Engine:
 
     async def fresh_snapshot(self, stores: Collection[str] | None = None) -> Snapshot:
         """A snapshot taken after this call began, with `stores` (None: all) current; call on
-        the owner loop. While the server is busy, snapshots are taken at most every
-        `Limits.refresh_interval_s` and the queries that arrive in between share the next:
-        each refresh has a fixed cost, which a client looping queries would otherwise pay
-        per query (waiting costs it at most one interval)."""
+        the owner loop. While the server is busy, refreshes take at most
+        `Limits.refresh_share` of the time (the next waits for the last one's cost / share,
+        at most `refresh_interval_s`) and the queries that arrive in between share the next:
+        each refresh has a fixed cost, which a client looping queries would otherwise pay per
+        query. A query after a few writes waits little; under heavy load up to the cap."""
         wanted = set(STORE_NAMES if stores is None else stores)
         slot = self._slot
         if slot is None:
-            interval = self.limits.refresh_interval_s if self.governor.busy() else 0.0
-            wait = max(0.0, self._refreshed_at + interval - time.monotonic())
+            wait = max(0.0, self._refreshed_at + self._refresh_gap() - time.monotonic())
             slot = self._slot = _Slot(wanted, asyncio.get_running_loop().create_future())
             task = asyncio.get_running_loop().create_task(self._take_slot(slot, wait))
             self._slot_tasks.add(task)
@@ -318,16 +323,29 @@ class Engine:
             slot.stores |= wanted
         return await asyncio.shield(slot.future)
 
+    def _refresh_gap(self) -> float:
+        """How long after the last refresh the next may start (0 on an idle server)."""
+        lim = self.limits
+        if lim.refresh_share <= 0 or not self.governor.busy():
+            return 0.0
+        return min(lim.refresh_interval_s, self._refresh_cpu / lim.refresh_share)
+
     async def _take_slot(self, slot: _Slot, wait: float) -> None:
         try:
             if wait > 0:
                 await asyncio.sleep(wait)
+            mat = self.materializer
+            cpu0 = mat.cpu_s if mat is not None else 0.0
             if self.prepare is not None:
                 await self.prepare(frozenset(slot.stores))
             # Queries that joined during `prepare` are covered: the snapshot comes after.
             self._slot = None
             snap = self._snapshot(frozenset(slot.stores))
             self._refreshed_at = time.monotonic()
+            # What this refresh cost on the event loop, plus what the last query's Arrow
+            # building cost on the query thread (this one's is not known yet: about the same).
+            self._refresh_cpu = (mat.cpu_s - cpu0 if mat is not None else 0.0) + \
+                self._materialize_cpu
             slot.future.set_result(snap)
         except BaseException as e:
             if self._slot is slot:
@@ -358,12 +376,14 @@ class Engine:
         timeout = timeout_s if timeout_s is not None else self.limits.timeout_s
         # The interpreter time the query itself holds on this thread: charged to the governor.
         # Bringing the views up to date (in `context`) is not: it is the price of freshness,
-        # bounded by the write rate and `refresh_interval_s`, and a query must pay it to run.
+        # bounded by the write rate and `refresh_share`, and a query must pay it to run.
         cpu = CpuMeter()
         async with self._sem:
             self.queries += 1
             try:
-                ctx = self.context(snap, query)
+                with CpuMeter() as built:
+                    ctx = self.context(snap, query)
+                self._materialize_cpu = built.total
                 with cpu:
                     values = ({str(i + 1): v for i, v in enumerate(params)} if params else None)
                     df = ctx.sql(query, options=_READ_ONLY, param_values=values)

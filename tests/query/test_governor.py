@@ -115,3 +115,15 @@ async def test_an_idle_server_refreshes_for_every_query() -> None:
         assert len(taken) == 3  # no waiting for the interval when nothing else runs
     finally:
         eng.close()
+
+
+def test_refresh_gap_follows_the_cost_of_the_last_refresh() -> None:
+    eng = Engine(lambda _stores: Snapshot(0, {}, {}),
+                 limits=Limits(refresh_share=0.05, refresh_interval_s=0.5))
+    eng.governor.busy = lambda: True
+    eng._refresh_cpu = 0.001  # a few writes since the last query: a short wait
+    assert eng._refresh_gap() == pytest.approx(0.02)
+    eng._refresh_cpu = 0.2  # heavy load: capped
+    assert eng._refresh_gap() == 0.5
+    eng.governor.busy = lambda: False  # idle: no wait at all
+    assert eng._refresh_gap() == 0.0
