@@ -43,6 +43,15 @@ PROJECTIONS = (
 )
 
 
+def lazy_engine(states: list[PartitionState]) -> tuple[Engine, Materializer]:
+    """An engine whose queries refresh only the stores (and build only the columns) they
+    read, as the server's does."""
+    mat = Materializer()
+    eng = Engine(lambda stores: mat.snapshot([PartitionSource(s) for s in states],
+                                             stores=stores))
+    return eng, mat
+
+
 def fresh_sql(states: list[PartitionState], q: str) -> pa.Table:
     mat = Materializer()
     eng = Engine(lambda _stores: mat.snapshot([PartitionSource(s) for s in states]))
@@ -58,10 +67,8 @@ def test_incremental_equals_fresh(big_node: int, monkeypatch: pytest.MonkeyPatch
     rng = random.Random(7)
     states = [PartitionState(i, 4) for i in range(4)]
     ld = Loader(states)
-    inc = Materializer()
     # Lazy per store: each query of `dump` refreshes only the store its table reads.
-    eng = Engine(lambda stores: inc.snapshot([PartitionSource(s) for s in states],
-                                             stores=stores))
+    eng, inc = lazy_engine(states)
     done: list[str] = []
     try:
         for _round in range(12):
@@ -211,9 +218,7 @@ def test_random_projections_equal_a_full_build(monkeypatch: pytest.MonkeyPatch) 
     rng = random.Random(11)
     states = [PartitionState(i, 2) for i in range(2)]
     ld = Loader(states)
-    mat = Materializer()
-    eng = Engine(lambda stores: mat.snapshot([PartitionSource(s) for s in states],
-                                             stores=stores))
+    eng, _mat = lazy_engine(states)
     tables = [t for t in TABLES if t.name not in ("sys_partition", "sys_service",
                                                   "sys_deployment", "sys_journal_events",
                                                   "sys_span")]
