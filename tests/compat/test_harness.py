@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
 import urllib.request
 
 import httpx
+import pytest
 
+from tests.support import restate_server as rs
 from tests.support.restate_server import VERSION, RestateServer, install_dir
+from tests.support.rstq_server import RstqServer
 from tests.support.scenarios import Harness, Normalizer
 from tests.support.service_proc import ServiceProcess
 
@@ -67,3 +71,36 @@ def test_server_context_manager_cleans_up() -> None:
     except ProcessLookupError:
         alive = False
     assert not alive
+
+
+def _held_port() -> tuple[socket.socket, int]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s, s.getsockname()[1]
+
+
+def test_servers_start_again_on_new_ports_when_one_was_taken(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """free_port() races with other processes: a first start retries on fresh ports."""
+    held, port = _held_port()
+    try:
+        ports = iter([port])
+        real = rs.free_port
+        monkeypatch.setattr(rs, "free_port", lambda: next(ports, None) or real())
+        with RestateServer() as srv:
+            assert port not in (srv.ingress_port, srv.admin_port, srv.node_port)
+            with urllib.request.urlopen(f"{srv.admin_url}/health", timeout=5) as r:
+                assert r.status == 200
+        rq = RstqServer(partitions=1)
+        rq.admin_port = port
+        try:
+            rq.start()
+            assert rq.admin_port != port
+            with urllib.request.urlopen(f"{rq.admin_url}/health", timeout=5) as r:
+                assert r.status == 200
+        finally:
+            rq.stop()
+            rq.cleanup()
+    finally:
+        held.close()

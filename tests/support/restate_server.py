@@ -160,6 +160,9 @@ def ensure_installed(version: str = VERSION, *, timeout: float = 600.0) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
+PORT_ATTEMPTS = 3
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -304,20 +307,35 @@ class RestateServer:
         if self.base_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix="rstq-restate-"))
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        self.ingress_port, self.admin_port, self.node_port = free_port(), free_port(), free_port()
-        cfg = self.base_dir / "config.toml"
-        cfg.write_text(self.config_toml())
-        # Only our config counts: drop RESTATE_* overrides from the caller's environment.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RESTATE_")}
-        self.proc = spawn([str(binary), "--config-file", str(cfg), "--base-dir",
-                           str(self.base_dir / "data")], log_path=self.log_path, env=env,
-                          cwd=self.base_dir)
-        _LIVE.add(self)
-        try:
-            self._wait_healthy(deadline=time.monotonic() + self.startup_timeout)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(PORT_ATTEMPTS):
+            # A free port can be taken by another process before the server binds it (tests
+            # run many servers): start again on new ports then.
+            self.ingress_port, self.admin_port, self.node_port = (free_port(), free_port(),
+                                                                  free_port())
+            cfg = self.base_dir / "config.toml"
+            cfg.write_text(self.config_toml())
+            # Only our config counts: drop RESTATE_* overrides from the caller's environment.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("RESTATE_")}
+            self.proc = spawn([str(binary), "--config-file", str(cfg), "--base-dir",
+                               str(self.base_dir / "data")], log_path=self.log_path, env=env,
+                              cwd=self.base_dir)
+            _LIVE.add(self)
+            try:
+                self._wait_healthy(deadline=time.monotonic() + self.startup_timeout)
+            except RestateServerError as e:
+                if "Address in use" not in str(e) or attempt + 1 == PORT_ATTEMPTS:
+                    self.stop()
+                    raise
+                _LIVE.discard(self)
+                if self.proc is not None:
+                    stop_process_group(self.proc)
+                    self.proc = None
+                shutil.rmtree(self.base_dir / "data", ignore_errors=True)  # start afresh
+                continue
+            except BaseException:
+                self.stop()
+                raise
+            break
         self.startup_seconds = time.monotonic() - t0
         return self
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.restate_server import (
+    PORT_ATTEMPTS,
     RestateServerError,
     _http,
     free_port,
@@ -41,6 +42,7 @@ class RstqServer:
         self.pgwire_port = free_port()
         self.proc: Any = None
         self.startup_seconds = 0.0
+        self._started = False  # after a first start, clients know the ports: keep them
 
     @property
     def ingress_url(self) -> str:
@@ -55,6 +57,24 @@ class RstqServer:
         return self.base_dir / "rstq.log"
 
     def start(self) -> RstqServer:
+        first = not self._started
+        for attempt in range(PORT_ATTEMPTS):
+            try:
+                return self._start()
+            except RestateServerError as e:
+                # Another process took a port between free_port() and our bind: on a first
+                # start (nobody knows our URLs yet) try again on new ports.
+                busy = "in use" in str(e).lower() or "errno 98" in str(e).lower()
+                if not (first and busy) or attempt + 1 == PORT_ATTEMPTS:
+                    raise
+                if self.proc is not None:
+                    stop_process_group(self.proc)
+                    self.proc = None
+                self.ingress_port, self.admin_port, self.pgwire_port = (
+                    free_port(), free_port(), free_port())
+        raise AssertionError("unreachable")
+
+    def _start(self) -> RstqServer:
         t0 = time.monotonic()
         cmd = [sys.executable, "-m", "rstq.cli.main", "server", "--data-dir", str(self.data_dir),
                "--partitions", str(self.partitions), "--fsync", self.fsync,
@@ -66,6 +86,7 @@ class RstqServer:
         for url in (f"{self.admin_url}/health", f"{self.ingress_url}/restate/health"):
             self._wait_ok(url, deadline)
         self.startup_seconds = time.monotonic() - t0
+        self._started = True
         return self
 
     def _wait_ok(self, url: str, deadline: float) -> None:
