@@ -65,24 +65,20 @@ class Select:
         return frozenset(out)
 
 
-def _select(table: TableDef, names: Sequence[str], where: str | None = None) -> Select:
-    return Select(table, names, where)
-
-
 def _status_names() -> list[str]:
     return ["_raw_status" if c.name == "status" else c.name
             for c in t.SYS_INVOCATION_STATUS.columns]
 
 
 SOURCES: dict[str, tuple[str, Select | None]] = {
-    t.SYS_INVOCATION.name: ("invocations", _select(
+    t.SYS_INVOCATION.name: ("invocations", Select(
         t.SYS_INVOCATION, [c.name for c in t.SYS_INVOCATION.columns])),
-    t.SYS_INVOCATION_STATUS.name: ("invocations", _select(
+    t.SYS_INVOCATION_STATUS.name: ("invocations", Select(
         t.SYS_INVOCATION_STATUS, _status_names())),
-    t.SYS_INVOCATION_STATE.name: ("invocations", _select(
+    t.SYS_INVOCATION_STATE.name: ("invocations", Select(
         t.SYS_INVOCATION_STATE, [c.name for c in t.SYS_INVOCATION_STATE.columns],
         where="in_flight")),
-    t.SYS_STATUS.name: ("invocations", _select(t.SYS_STATUS, [
+    t.SYS_STATUS.name: ("invocations", Select(t.SYS_STATUS, [
         "target_service_name", "target_handler_name", "id", "status",
         "invoked_by_service_name", "invoked_by_id"])),
     t.SYS_JOURNAL.name: ("journal", None),

@@ -11,17 +11,15 @@ from rstq.sdk.protocol import messages as pm
 
 
 class EntryInfo(NamedTuple):
-    """What sys_journal needs from one entry, except `completed` (it changes later)."""
+    """What sys_journal needs decoded from one entry, except `completed` (it changes later);
+    the columns that come from the type code alone are `describe_type`'s."""
 
-    entry_type: str
     name: str | None
     invoked_target: str | None
     sleep_wakeup_at: int | None
     promise_name: str | None
     entry_json: str
-    entry_lite_json: str
     completion_id: int | None  # the result completion id, for commands that have one
-    is_command: bool
 
 
 def _kind_name(type_code: int, cls: type[pm.Message] | None) -> tuple[str, str]:
@@ -116,13 +114,10 @@ def _describe(type_code: int, raw: bytes) -> EntryInfo:
         promise = msg.key
     cid = getattr(msg, "result_completion_id", None) if isinstance(msg, pm.Command) else None
     return EntryInfo(
-        entry_type=f"{kind}: {name}",
         name=entry_name or None,
         invoked_target=target,
         sleep_wakeup_at=sleep_at,
         promise_name=promise,
         entry_json=json.dumps({kind: {name: body}}, separators=(",", ":"), ensure_ascii=False),
-        entry_lite_json=json.dumps({kind: {name: {}}}, separators=(",", ":")),
         completion_id=cid if isinstance(cid, int) else None,
-        is_command=kind == "Command",
     )

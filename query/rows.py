@@ -51,7 +51,7 @@ def _failure(f: tuple[int, str] | None) -> str | None:
 def _type_name(code: int | None) -> str | None:
     if code is None:
         return None
-    return describe(code, b"").entry_type.split(": ", 1)[-1]
+    return describe_type(code)[0].split(": ", 1)[-1]
 
 
 def invocation_row(inv: m.Invocation, in_flight: bool) -> Row:
@@ -111,10 +111,6 @@ def journal_proto(inv: m.Invocation | None) -> list[Row]:
 # the entry's type code and bytes alone.
 DECODED_JOURNAL_COLUMNS = ("name", "completed", "invoked_target", "sleep_wakeup_at",
                            "promise_name", "entry_json")
-
-
-_CHEAP_JOURNAL_COLUMNS = ("partition_key", "id", "index", "entry_type", "invoked_id", "raw",
-                          "raw_length", "version", "entry_lite_json", "appended_at")
 
 
 def journal_rows(protos: list[Row], wanted: frozenset[str] | None = None

@@ -212,10 +212,6 @@ class Node:
         self._mask = None
         return True
 
-    @property
-    def materialized(self) -> bool:
-        return self.full
-
     def batch(self, cols: Cols = None) -> pa.RecordBatch:
         """All rows, with `cols` (None: every column) filled in, the others NULL."""
         with self._lock:
