@@ -25,11 +25,13 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import math
 import os
 import resource
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,12 +54,43 @@ TARGET_CPU_MS = 0.6
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
+def stat_cpu_seconds(path: str) -> float:
+    """utime + stime from a stat(5) file: /proc/<pid>/stat, or /proc/<pid>/task/<tid>/stat
+    for one thread."""
+    with open(path, "rb") as f:
         data = f.read()
     fields = data[data.rindex(b")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads)."""
+    return stat_cpu_seconds(f"/proc/{pid}/stat")
+
+
+def post_query(admin_url: str, sql: str, timeout: float = 300) -> tuple[float, list[Any]]:
+    """`POST /query` as JSON: (wall ms incl. HTTP and JSON, rows)."""
+    req = urllib.request.Request(f"{admin_url}/query", method="POST",
+                                 data=json.dumps({"query": sql}).encode(),
+                                 headers={"content-type": "application/json",
+                                          "accept": "application/json"})
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        doc = json.loads(resp.read())
+    return (time.perf_counter() - t0) * 1000, list(doc["rows"])
+
+
+def print_table(header: tuple[str, ...], table: list[tuple[str, ...]]) -> None:
+    """Aligned columns; a first column equal to the row above's is left blank."""
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print()
+    print(line.format(*header))
+    print(line.format(*("-" * w for w in widths)))
+    prev = ""
+    for r in table:
+        print(line.format(r[0] if r[0] != prev else "", *r[1:]))
+        prev = r[0]
 
 
 def self_cpu_seconds() -> float:
@@ -434,15 +467,7 @@ def report(results: dict[str, Measured], args: argparse.Namespace) -> bool:
                 met = "n/a"
         table.append((title, f"{metric} ({unit})", fmt(rv, unit), fmt(qv, unit),
                       "-" if math.isnan(ratio) else f"{ratio:.2f}x", target, met))
-    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    print()
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    prev = ""
-    for r in table:
-        print(line.format(r[0] if r[0] != prev else "", *r[1:]))
-        prev = r[0]
+    print_table(header, table)
     return all_met
 
 

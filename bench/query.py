@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from invoke import post_query  # bench/ is on sys.path when run as bench/query.py
 from rstq.core.log.api import FsyncPolicy
 from rstq.core.server import Server, ServerConfig
 from rstq.query.loadgen import Loader, restate_bench_shape
@@ -48,14 +47,7 @@ RESTATE_MS = {0: 55, 1: 40, 2: 235, 3: 280}
 
 
 def post(url: str, sql: str) -> tuple[float, Any]:
-    req = urllib.request.Request(f"{url}/query", method="POST",
-                                 data=json.dumps({"query": sql}).encode(),
-                                 headers={"content-type": "application/json",
-                                          "accept": "application/json"})
-    t0 = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=120) as resp:
-        doc = json.loads(resp.read())
-    return (time.perf_counter() - t0) * 1000, doc["rows"]
+    return post_query(url, sql, timeout=120)
 
 
 def measure(url: str, runs: int) -> list[tuple[list[float], Any]]:

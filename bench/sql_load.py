@@ -16,21 +16,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
-import os
 import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH_DIR.parent), str(BENCH_DIR)]
+from invoke import stat_cpu_seconds  # noqa: E402
+
 from tests.support.rstq_server import RstqServer  # noqa: E402
 from tests.support.service_proc import ServiceProcess  # noqa: E402
 
 QUERIES = ("SELECT status, count(*) FROM sys_invocation GROUP BY status",
            "SELECT count(*) FROM sys_journal", "SELECT count(*) FROM state",
            "SELECT target_service_name, count(*) FROM sys_invocation GROUP BY 1")
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_by_thread(pid: int) -> dict[str, float]:
@@ -38,11 +39,10 @@ def cpu_by_thread(pid: int) -> dict[str, float]:
     out = {"main": 0.0, "other": 0.0}
     for task in glob.glob(f"/proc/{pid}/task/*"):
         try:
-            fields = Path(task, "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            cpu = stat_cpu_seconds(f"{task}/stat")
+        except OSError:  # the thread ended
             continue
-        kind = "main" if task.endswith(f"/{pid}") else "other"
-        out[kind] += (int(fields[11]) + int(fields[12])) / TICKS
+        out["main" if task.endswith(f"/{pid}") else "other"] += cpu
     return out
 
 

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -42,7 +41,14 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 sys.path[:0] = [str(REPO_ROOT), str(BENCH_DIR)]
 
-from invoke import AiohttpClient, BenchRestate, proc_cpu_seconds, self_cpu_seconds  # noqa: E402
+from invoke import (  # noqa: E402
+    AiohttpClient,
+    BenchRestate,
+    post_query,
+    print_table,
+    proc_cpu_seconds,
+    self_cpu_seconds,
+)
 
 from tests.support.restate_server import VERSION as RESTATE_VERSION  # noqa: E402
 from tests.support.restate_server import free_port, spawn, stop_process_group  # noqa: E402
@@ -385,17 +391,6 @@ SQL_QUERIES = [
 ]
 
 
-def post_query(admin_url: str, sql: str) -> tuple[float, list[Any]]:
-    req = urllib.request.Request(f"{admin_url}/query", method="POST",
-                                 data=json.dumps({"query": sql}).encode(),
-                                 headers={"content-type": "application/json",
-                                          "accept": "application/json"})
-    t0 = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=300) as resp:
-        doc = json.loads(resp.read())
-    return (time.perf_counter() - t0) * 1000, list(doc["rows"])
-
-
 def run_sql(t: Target, args: argparse.Namespace) -> Result:
     """Load --keys greet keys (one state row each) and 0.42 * --keys two-step invocations, then
     record memory and time the SQL queries (median of --query-runs)."""
@@ -635,15 +630,7 @@ def report(done: dict[str, dict[str, list[Result]]], scenarios: list[Scenario],
             records.append({"scenario": sc.name, "baseline": base_kind, "measured": ours_kind,
                             "metric": row.metric, "unit": row.unit, "baseline_value": bv,
                             "value": ov, "ratio": ratio, "target": row.target, "met": met})
-    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    print()
-    print(line.format(*header))
-    print(line.format(*("-" * w for w in widths)))
-    prev = ""
-    for r in table:
-        print(line.format(r[0] if r[0] != prev else "", *r[1:]))
-        prev = r[0]
+    print_table(header, table)
     return records, all_met
 
 
