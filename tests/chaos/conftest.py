@@ -1,12 +1,27 @@
-"""Chaos suite: prints the figures each test recorded (tests/support/chaos.py)."""
+"""Chaos suite: the chaos service fixture, and the figures each test recorded
+(tests/support/chaos.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from tests.support import chaos
+from tests.support.hypercorn_proc import HypercornProcess
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[HypercornProcess]:
+    """The chaos services (tests/support/chaos_services.py) behind hypercorn."""
+    hc = HypercornProcess(chaos.APP).start()
+    try:
+        yield hc
+    finally:
+        hc.kill()  # no graceful exit needed: saves the 2 s hypercorn lingers
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -31,17 +31,7 @@ from tests.support.hypercorn_proc import HypercornProcess
 from tests.support.rstq_http import ingress_url, running_server
 from tests.support.rstq_server import RstqServer
 
-APP = "tests.support.chaos_services:app"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[HypercornProcess]:
-    hc = HypercornProcess(APP).start()
-    try:
-        yield hc
-    finally:
-        hc.kill()  # no graceful exit needed: saves the 2 s hypercorn lingers
 
 
 async def _adds(client: httpx.AsyncClient, base: str, key: str, n: int, tag: str) -> None:

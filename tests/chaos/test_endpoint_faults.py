@@ -84,7 +84,7 @@ async def test_503_retry_after_is_honoured(zombie_env: tuple[RstqServer, Hyperco
 async def test_service_crashes_under_mixed_load(tmp_path: Path) -> None:
     rnd = random.Random(31)
     crashes = chaos.scale(2, 25)
-    hc = HypercornProcess("tests.support.chaos_services:app").start()
+    hc = HypercornProcess(chaos.APP).start()
     srv = RstqServer(data_dir=tmp_path / "data", extra_args=["--loop", "asyncio"]).start()
     load = chaos.MixedLoad(lambda: srv.ingress_url, tmp_path / "work", chaos.scale(40, 600),
                            seed=31)
@@ -97,7 +97,7 @@ async def test_service_crashes_under_mixed_load(tmp_path: Path) -> None:
                 await asyncio.sleep(rnd.uniform(0.1, 0.8))  # a random moment of the load
                 port = hc.port
                 hc.kill()
-                hc = HypercornProcess("tests.support.chaos_services:app")
+                hc = HypercornProcess(chaos.APP)
                 hc.port = port
                 hc.start()
             await asyncio.wait_for(run, chaos.scale(90, 900))

@@ -41,7 +41,7 @@ CANARY = 7
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RstqServer, Malicious]]:
-    hc = HypercornProcess("tests.support.chaos_services:app").start()
+    hc = HypercornProcess(chaos.APP).start()
     bad = Malicious().start()
     srv = RstqServer(data_dir=tmp_path_factory.mktemp("fuzz") / "data",
                      extra_args=["--loop", "asyncio"]).start()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,19 +20,9 @@ from tests.support import chaos
 from tests.support.hypercorn_proc import HypercornProcess
 from tests.support.rstq_server import RstqServer
 
-APP = "tests.support.chaos_services:app"
 KILLS = chaos.scale(3, 100)
 REQUESTS = chaos.scale(90, 2500)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(chaos.scale(120, 3000))]
-
-
-@pytest.fixture
-def service() -> Iterator[HypercornProcess]:
-    hc = HypercornProcess(APP).start()
-    try:
-        yield hc
-    finally:
-        hc.kill()  # no graceful exit needed: saves the 2 s hypercorn lingers
 
 
 async def test_kill9_under_mixed_load(service: HypercornProcess, tmp_path: Path) -> None:

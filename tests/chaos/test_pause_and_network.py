@@ -21,7 +21,6 @@ from tests.support.hypercorn_proc import HypercornProcess
 from tests.support.rstq_server import RstqServer
 from tests.support.tcp_proxy import FaultyProxy
 
-APP = "tests.support.chaos_services:app"
 PAUSES = chaos.scale(1, 12)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(chaos.scale(150, 1800))]
 
@@ -36,7 +35,7 @@ async def _pause(pid: int, seconds: float) -> None:
 
 async def test_sigstop_server_and_service(tmp_path: Path) -> None:
     rnd = random.Random(17)
-    hc = HypercornProcess(APP).start()
+    hc = HypercornProcess(chaos.APP).start()
     srv = RstqServer(data_dir=tmp_path / "data", extra_args=["--loop", "asyncio"]).start()
     n = chaos.scale(50, 600)
     load = chaos.MixedLoad(lambda: srv.ingress_url, tmp_path / "work", n, seed=17)
@@ -68,7 +67,7 @@ async def test_sigstop_server_and_service(tmp_path: Path) -> None:
     False, pytest.param(True, marks=pytest.mark.skipif(not chaos.LONG, reason="long run"))],
     ids=["bidi", "request_response"])
 async def test_faulty_network_between_server_and_service(tmp_path: Path, http11: bool) -> None:
-    hc = HypercornProcess(APP).start()
+    hc = HypercornProcess(chaos.APP).start()
     proxy = FaultyProxy(hc.port, seed=23 + http11).start()
     srv = RstqServer(data_dir=tmp_path / "data", extra_args=["--loop", "asyncio"]).start()
     n = chaos.scale(40, 500)

@@ -30,6 +30,7 @@ from rstq.core.log.local import LocalLog
 
 LONG = os.environ.get("RSTQ_CHAOS", "") == "long"
 FIGURES: dict[str, dict[str, Any]] = {}
+APP = "tests.support.chaos_services:app"  # the services every chaos test drives
 
 
 def scale(short: int, long: int) -> int:
