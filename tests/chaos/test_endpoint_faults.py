@@ -95,11 +95,8 @@ async def test_service_crashes_under_mixed_load(tmp_path: Path) -> None:
             run = asyncio.create_task(load.run(client))
             for _ in range(crashes):
                 await asyncio.sleep(rnd.uniform(0.1, 0.8))  # a random moment of the load
-                port = hc.port
                 hc.kill()
-                hc = HypercornProcess(chaos.APP)
-                hc.port = port
-                hc.start()
+                hc = hc.replacement().start()
             await asyncio.wait_for(run, chaos.scale(90, 900))
             checked = await load.check_final(client, timeout=chaos.scale(60, 300))
         srv.kill()

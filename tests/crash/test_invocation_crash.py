@@ -107,12 +107,9 @@ async def test_kill_service_mid_handler_resumes_without_rerunning_journaled_step
                     break
                 await asyncio.sleep(0.01)
             assert marker.read_text().split() == ["step1", "step2"]
-            port = hc.port
             hc.kill()
             Path(str(marker) + ".go").touch()
-            hc = HypercornProcess(APP)
-            hc.port = port
-            hc.start()
+            hc = hc.replacement().start()
             r = await client.get(f"{srv.ingress_url}/restate/invocation/{inv_id}/attach",
                                  timeout=60)
             assert r.status_code == 200, r.text

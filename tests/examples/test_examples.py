@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.support.fixtures import SERVER_FACTORIES, CompatServer
+from tests.support.fixtures import CompatServer, running_server
 from tests.support.restate_server import REPO_ROOT, free_port
 from tests.support.service_proc import ServiceProcess
 
@@ -42,12 +42,7 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module", params=EXAMPLE_SERVERS)
 def server(request: pytest.FixtureRequest) -> Iterator[CompatServer]:
-    srv = SERVER_FACTORIES[request.param]()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from running_server(request.param)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.fixtures import SERVER_FACTORIES
+from tests.support.fixtures import running_server
 from tests.support.hypercorn_proc import HypercornProcess
 
 APP = "tests.support.rstq_sdk_crash_services:app"
@@ -19,12 +19,7 @@ APP = "tests.support.rstq_sdk_crash_services:app"
 
 @pytest.fixture(params=["restate", "rstq"])
 def server(request: pytest.FixtureRequest) -> Iterator[Any]:
-    srv = SERVER_FACTORIES[request.param]()
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    yield from running_server(request.param)
 
 
 def _wait_for(pred: Any, timeout: float = 30) -> None:
@@ -46,12 +41,9 @@ def test_service_killed_mid_run_resumes_from_its_journal(server: Any, tmp_path: 
             assert r.status_code == 202, r.text
             inv_id = r.json()["invocationId"]
             _wait_for(lambda: marker.exists() and "step2" in marker.read_text())
-            port = hc.port
             hc.kill()
             Path(str(marker) + ".go").touch()
-            hc = HypercornProcess(APP)
-            hc.port = port
-            hc.start()
+            hc = hc.replacement().start()
             r = client.get(f"{server.ingress_url}/restate/invocation/{inv_id}/attach")
             assert r.status_code == 200, r.text
             assert r.json() == "abc"

@@ -75,6 +75,16 @@ SERVER_FACTORIES: dict[str, Callable[[], CompatServer]] = {
     "rstq-v7": _rstq_factory(protocol_v7=True),
 }
 
+def running_server(name: str) -> Iterator[CompatServer]:
+    """A started server of SERVER_FACTORIES[name], stopped afterwards (for fixtures)."""
+    server = SERVER_FACTORIES[name]()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 # Which servers' observations are the oracle (used to (re)write tests/compat/expected.json).
 ORACLE_SERVERS = frozenset({"restate", "restate-v7"})
 

@@ -59,6 +59,14 @@ class HypercornProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def replacement(self) -> HypercornProcess:
+        """A new, unstarted process of the same app and config on this one's port: an
+        endpoint that comes back (after `kill`) where its callers expect it."""
+        out = HypercornProcess(self.app, config=self.config,
+                               startup_timeout=self.startup_timeout)
+        out.port = self.port
+        return out
+
     def start(self) -> Self:
         self.port = self.port or free_port()
         # workers = 0: serve in this one process (no spawned workers), so kill() really
