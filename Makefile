@@ -22,14 +22,14 @@ run: $(STAMP)
 	$(PY) examples/run.py --data-dir $(DATA_DIR)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check core query pgwire tracing sdk cli tests bench examples notebooks
+	$(VENV)/bin/ruff check core query pgwire tracing protocol sdk cli app tests bench examples notebooks
 	$(MAKE) typecheck
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # mypy cannot follow the package-dir mapping, so it checks a symlinked `rstq` tree.
 typecheck: $(STAMP)
 	@mkdir -p .typecheck/rstq && touch .typecheck/rstq/__init__.py
-	@for d in core query pgwire tracing sdk cli; do ln -sfn ../../$$d .typecheck/rstq/$$d; done
+	@for d in core query pgwire tracing protocol sdk cli app; do ln -sfn ../../$$d .typecheck/rstq/$$d; done
 	MYPYPATH=.typecheck $(VENV)/bin/mypy -p rstq
 
 # rstq vs restate-server (and DBOS) side by side: bench/README.md. BENCH_ARGS=... for a subset.

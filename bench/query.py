@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from invoke import post_query  # bench/ is on sys.path when run as bench/query.py
+from rstq.app import AppConfig, build
 from rstq.core.log.api import FsyncPolicy
-from rstq.core.server import Server, ServerConfig
+from rstq.core.server import ServerConfig
 from rstq.query.loadgen import Loader, restate_bench_shape
 
 QUERIES = [
@@ -71,9 +72,9 @@ class InProcess:
         self.thread.start()
         self.dir = tempfile.mkdtemp(prefix="rstq-bench-query-")
         cfg = ServerConfig(data_dir=Path(self.dir), partitions=partitions, fsync=FsyncPolicy.NONE,
-                           ingress_bind=None, admin_bind="127.0.0.1:0", pgwire_bind=None,
+                           ingress_bind=None, admin_bind="127.0.0.1:0",
                            snapshot_every=10**9)
-        self.server = Server(cfg)
+        self.server = build(cfg, AppConfig(pgwire_bind=None)).server
         self.call(self.server.start())
 
     def call(self, coro: Any) -> Any:

@@ -65,7 +65,7 @@ def _entry_kind(entry: Row) -> str:
 
 
 def _awakeable(inv_id: str, signal: int) -> str:
-    from rstq.sdk.protocol.ids import InvocationId, awakeable_id
+    from rstq.protocol.ids import InvocationId, awakeable_id
 
     try:
         return awakeable_id(InvocationId.parse(inv_id), signal)

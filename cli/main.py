@@ -63,7 +63,8 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
            max_journal_entry: int, max_state_value: int, max_inbox: int,
            log_level: str, loop_impl: str) -> None:
     """Run the server on DATA_DIR until SIGTERM/SIGINT (clean shutdown: flush, fsync, close)."""
-    from rstq.core.server import Server, ServerConfig
+    from rstq.app import AppConfig, build
+    from rstq.core.server import ServerConfig
 
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -74,13 +75,14 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
                        admin_bind=admin_bind, enable_protocol_v7=enable_protocol_v7,
                        max_body_bytes=max_body, max_journal_entry_bytes=max_journal_entry,
                        max_state_value_bytes=max_state_value, max_inbox=max_inbox)
-    cfg.pgwire_bind = None if pgwire_bind.lower() in ("off", "none", "") else pgwire_bind
-    cfg.pgwire_user, cfg.pgwire_password = pgwire_user, pgwire_password
-    cfg.tracing = requested_tracing()
+    around = AppConfig(
+        pgwire_bind=None if pgwire_bind.lower() in ("off", "none", "") else pgwire_bind,
+        pgwire_user=pgwire_user, pgwire_password=pgwire_password, tracing=requested_tracing())
 
     async def run() -> None:
-        srv = Server(cfg)
-        await srv.start()
+        app = build(cfg, around)
+        srv = app.server
+        await app.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -88,11 +90,11 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
         click.echo(f"rstq server ready: data dir {data_dir} ({srv.partitions} partitions), "
                    f"ingress http://{_host(ingress_bind, srv.ingress_port)}, "
                    f"admin http://{_host(admin_bind, srv.admin_port)}"
-                   + (f", pgwire {_host(pgwire_bind, srv.pgwire_port)}" if srv.pgwire_port
+                   + (f", pgwire {_host(pgwire_bind, app.pgwire_port)}" if app.pgwire_port
                       else ""), err=True)
         await stop.wait()
         click.echo("rstq server stopping", err=True)
-        await srv.stop()
+        await app.stop()
         click.echo("rstq server stopped cleanly", err=True)
 
     profile_path = os.environ.get("RSTQ_PROFILE")  # benchmarks: cProfile the event loop thread

@@ -7,7 +7,7 @@
 - `PATCH /invocations/{id}/cancel|kill|purge|pause|resume`, deprecated
   `DELETE /invocations/{id}?mode=cancel|kill|purge`;
 - `GET /health`, `GET /version`;
-- `POST /query` (SQL, Restate-compatible; rstq.query.http).
+- `POST /query` (SQL, Restate-compatible), added by the SQL plugin (rstq.app).
 
 Errors are `{"message", "restate_code"}` as restate's MetaApiError; request-shape errors are
 plain text, as axum's extractors answer them. With `RSTQ_ADMIN_TOKEN` (or the server config's
@@ -52,7 +52,7 @@ from rstq.core.ingress import (
 from rstq.core.partitioning import partition_key_for
 from rstq.core.processor import Refused
 from rstq.core.schema import SERVICE_TY, Deployment, Service
-from rstq.sdk.protocol.ids import DeploymentId
+from rstq.protocol.ids import DeploymentId
 
 if TYPE_CHECKING:
     from rstq.core.server import Server
@@ -612,12 +612,8 @@ def make_admin_app(server: Server) -> web.Application:
     r.add_post("/services/{service}/state", admin.modify_state)
     r.add_patch("/invocations/{invocation}/{op}", admin.invocation_op)
     r.add_delete("/invocations/{invocation}", admin.delete_invocation)
-    from rstq.query.http import add_routes  # SQL: POST /query (imports DataFusion)
-
-    add_routes(app, server)
-    from rstq.tracing.http import add_routes as add_trace_routes  # GET /traces/{id}
-
-    add_trace_routes(app, server)
+    for plugin in server.plugins:  # e.g. POST /query (rstq.query), GET /traces/{id}
+        plugin.admin_routes(app)
     return app
 
 

@@ -30,7 +30,7 @@ from rstq.core.model import (
     Timer,
 )
 from rstq.core.partitioning import partition_of
-from rstq.tracing import ids as tids
+from rstq.protocol import trace_ids as tids
 
 Actions = list[a.Action]
 log = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ class Invoke:
     protocol_version: int = 0
     completion_retention_ms: int = 86_400_000
     journal_retention_ms: int = 86_400_000
-    trace_id: str = ""  # "" = untraced (rstq.tracing.ids decides the ids)
+    trace_id: str = ""  # "" = untraced (rstq.protocol.trace_ids decides the ids)
     span_id: str = ""  # the invocation's own span
     parent_span_id: str = ""  # its parent: the ingress span or the caller's attempt span
     link: str = ""  # "<trace>:<span>" of the sender's attempt, for sends (a new trace)

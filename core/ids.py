@@ -1,6 +1,6 @@
 """Invocation ids as the runtime uses them: strings, routed by their partition key.
 
-Formats live in the shared codec (`rstq.sdk.protocol.ids`); this adds the runtime's choices:
+Formats live in the shared codec (`rstq.protocol.ids`); this adds the runtime's choices:
 keyed targets get the hash of (service, key) as partition key, deterministic ids for workflow
 runs and idempotent requests are placed on their key's partition.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from rstq.core.partitioning import partition_key_for
-from rstq.sdk.protocol.ids import (
+from rstq.protocol.ids import (
     IdError,
     InvocationId,
     idempotent_request_uuid,

@@ -41,8 +41,8 @@ from rstq.core.ids import (
 from rstq.core.model import COMPLETED, SCHEDULED, Invocation, PartitionState
 from rstq.core.processor import Refused
 from rstq.core.schema import Service
-from rstq.sdk.protocol.ids import BASE62_ALPHABET, IdError
-from rstq.tracing import ids as tids
+from rstq.protocol import trace_ids as tids
+from rstq.protocol.ids import BASE62_ALPHABET, IdError
 
 if TYPE_CHECKING:
     from rstq.core.server import Result, Server
@@ -578,7 +578,7 @@ class Ingress:
             inv_id = new_invocation_id(service.name, target.key, now)
         completion_ms, journal_ms = _retention(service, handler, idem is not None, workflow_run)
         deployment = self.server.schema.deployments.get(service.deployment_id)
-        tracing = self.server.tracing  # None: off, no ids
+        tracing = self.server.trace_source  # None: off, no ids
         trace = (tracing.invoke_trace(inv_id, request.headers.get("traceparent"))
                  if tracing is not None else tids.UNTRACED)
         return c.Invoke(

@@ -32,18 +32,18 @@ from rstq.core.ids import idempotent_invocation_id, new_invocation_id, workflow_
 from rstq.core.model import INVOKED, Invocation, PartitionState
 from rstq.core.processor import PartitionProcessor, Refused
 from rstq.core.schema import Deployment
-from rstq.sdk.protocol import messages as pm
-from rstq.sdk.protocol.framing import (
+from rstq.protocol import messages as pm
+from rstq.protocol import trace_ids as tids
+from rstq.protocol.framing import (
     REQUESTED_ACK,
     FrameDecoder,
     FrameHeader,
     encode_frame,
     encode_raw_frame,
 )
-from rstq.sdk.protocol.ids import InvocationId
-from rstq.sdk.protocol.versions import invocation_content_type
-from rstq.sdk.protocol.wire import ProtocolError
-from rstq.tracing import ids as tids
+from rstq.protocol.ids import InvocationId
+from rstq.protocol.versions import invocation_content_type
+from rstq.protocol.wire import ProtocolError
 
 if TYPE_CHECKING:
     from rstq.core.server import Server

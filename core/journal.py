@@ -1,6 +1,6 @@
 """Journal entries as the state machine needs them: protocol messages made and read.
 
-A thin layer over the shared protocol codec (`rstq.sdk.protocol.messages`), so `apply` reads as
+A thin layer over the shared protocol codec (`rstq.protocol.messages`), so `apply` reads as
 runtime semantics rather than protobuf plumbing. Entries are stored as (type code, payload).
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rstq.core import ids
-from rstq.sdk.protocol import messages as pm
+from rstq.protocol import messages as pm
 
 T = pm.MessageType
 Message = Any  # a decoded protocol message; fields per restate-protocol.md Appendix A

@@ -2,7 +2,7 @@
 
 A partition key is a u64. Keyed targets (virtual objects, workflows) hash (service, key) so that
 every invocation on one key lands on one partition, the key's single writer. Unkeyed invocations
-get a random partition key, carried inside their invocation id (rstq.sdk.protocol.ids), so any
+get a random partition key, carried inside their invocation id (rstq.protocol.ids), so any
 component can route by id alone. Partition i owns the key range [i * 2^64 / n, (i+1) * 2^64 / n).
 """
 

@@ -2,7 +2,8 @@
 
 `Server` owns one processor per partition (all in one event loop), the outbox shuffler between
 them, and the table of callers waiting for invocation results. The invoker, ingress and admin
-listeners plug into it (issue 3); the SQL and Postgres-wire endpoints read its state (issue 5).
+listeners are its own; what sits around the runtime (SQL, the Postgres wire, tracing) comes in
+as `Plugin`s from the composition root (`rstq.app`), so core imports none of it.
 """
 
 from __future__ import annotations
@@ -25,15 +26,13 @@ from rstq.core.ingress import bound_port, start_ingress
 from rstq.core.log.api import FsyncPolicy
 from rstq.core.log.local import LocalLog
 from rstq.core.partitioning import partition_of
+from rstq.core.plugins import Plugin, TraceSource
 from rstq.core.processor import PartitionProcessor, ProcessorConfig, Refused
 from rstq.core.schema import MetaStore, Schema
 
 if TYPE_CHECKING:
     from aiohttp import web
     from rstq.core.invoker import Invoker
-    from rstq.pgwire.server import PgWireServer
-    from rstq.tracing.config import TracingConfig
-    from rstq.tracing.runtime import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +47,12 @@ class ServerConfig:
     snapshot_every: int | None = None  # None: auto, see ProcessorConfig
     ingress_bind: str | None = "127.0.0.1:8080"  # None: no listener (in-process tests)
     admin_bind: str | None = "127.0.0.1:9070"
-    pgwire_bind: str | None = "127.0.0.1:9071"
-    pgwire_user: str | None = None  # with pgwire_password: SCRAM-SHA-256 for this user
-    pgwire_password: str | None = None  # None: trust, loopback clients only
     enable_protocol_v7: bool = False
     max_body_bytes: int = 10 * 1024 * 1024  # ingress request bodies; larger ones get 413
     max_journal_entry_bytes: int = 32 * 1024 * 1024  # one frame from a service endpoint
     max_state_value_bytes: int = 16 * 1024 * 1024  # one SetState value
     max_inbox: int = 100_000  # invocations queued per object key; more: ingress answers 429
     extra: dict[str, str] = field(default_factory=dict)
-    tracing: TracingConfig | None = None  # None: off (rstq.tracing.config.TracingConfig.from_env)
 
 
 @dataclass
@@ -68,8 +63,10 @@ class Result:
 
 
 class Server:
-    def __init__(self, config: ServerConfig, clock: Clock | None = None) -> None:
+    def __init__(self, config: ServerConfig, clock: Clock | None = None,
+                 plugins: Sequence[Plugin] = ()) -> None:
         self.config = config
+        self.plugins: list[Plugin] = list(plugins)
         self.clock: Clock = clock or SystemClock()
         self.datadir: DataDir | None = None
         self.meta: MetaStore | None = None
@@ -82,14 +79,12 @@ class Server:
         self._outbox_tasks: dict[tuple[int, int], asyncio.Task[None]] = {}
         self.attempt_handler: AttemptHandler | None = None  # the invoker, when there is one
         self.pending_attempts: list[tuple[int, a.Action]] = []  # kept until an invoker exists
-        self.tracing: Tracing | None = None  # spans (store, OTLP export) when configured
+        self.trace_source: TraceSource | None = None  # set by the tracing plugin; None: off
         self._started = False
         # HTTP listeners (ingress, admin) and their bound ports (for binds on port 0).
         self._runners: list[web.AppRunner] = []
         self.ingress_port: int | None = None
         self.admin_port: int | None = None
-        self._pgwire: PgWireServer | None = None  # Postgres wire endpoint (its own threads)
-        self.pgwire_port: int | None = None
 
     @property
     def partitions(self) -> int:
@@ -114,19 +109,23 @@ class Server:
 
         self.invoker = Invoker(self)
         self.attempt_handler = self.invoker.handle
-        if self.config.tracing is not None:
-            self._start_tracing(self.config.tracing)
+        for plugin in self.plugins:
+            plugin.attach(self)
         for proc in self.processors:
             proc.start()
         for proc, actions in zip(self.processors, redo, strict=False):
             proc.redrive(actions)
         await self._start_listeners()
+        for plugin in self.plugins:
+            await plugin.start()
         self._started = True
         log.info("rstq started: %d partitions in %s (fsync=%s)", n, self.datadir.root,
                  self.config.fsync.value)
 
     async def stop(self) -> None:
         """Clean shutdown: stop shuffling, drain and snapshot each partition, fsync, close."""
+        for plugin in reversed(self.plugins):  # started last: stopped first
+            await plugin.stop()
         await self._stop_listeners()  # first: no new requests while the partitions drain
         for t in self._outbox_tasks.values():
             t.cancel()
@@ -144,26 +143,14 @@ class Server:
                 log.exception("partition %d did not close cleanly", proc.partition_id)
         if self.meta is not None:
             await self.meta.close()
-        if self.tracing is not None:  # exports what is still queued
-            await self.tracing.aclose()
+        for plugin in reversed(self.plugins):  # e.g. tracing exports what is still queued
+            await plugin.close()
         for futs in self._waiters.values():
             for f in futs:
                 if not f.done():
                     f.set_exception(Refused("server stopped"))
         self._waiters.clear()
         self._started = False
-
-    def _start_tracing(self, cfg: TracingConfig) -> None:
-        from rstq.tracing.runtime import Tracing
-
-        def deployment(dep_id: str) -> tuple[str, int] | None:
-            dep = self.schema.deployments.get(dep_id)
-            return (dep.uri, dep.protocol_version) if dep is not None else None
-
-        self.tracing = Tracing(cfg, deployment)
-        self.tracing.start()
-        for proc in self.processors:
-            proc.observer = self.tracing.observer
 
     async def _start_listeners(self) -> None:
         # Last in start(): a request may only arrive once every partition is up.
@@ -175,24 +162,8 @@ class Server:
             runner = await start_admin(self, self.config.admin_bind)
             self._runners.append(runner)
             self.admin_port = bound_port(runner)
-        if self.config.pgwire_bind is not None:
-            from rstq.pgwire.server import PgWireServer, WireConfig
-            from rstq.query import engine_for
-
-            wire = WireConfig(password=self.config.pgwire_password, user=self.config.pgwire_user)
-            pg = PgWireServer(engine_for(self), self.config.pgwire_bind, config=wire)
-            try:
-                pg.start()
-            except OSError as e:  # a side endpoint: the runtime stays up without it
-                log.error("Postgres wire endpoint not started on %s: %s",
-                          self.config.pgwire_bind, e)
-            else:
-                self._pgwire, self.pgwire_port = pg, pg.port
 
     async def _stop_listeners(self) -> None:
-        if self._pgwire is not None:  # first: it was started last
-            pg, self._pgwire = self._pgwire, None
-            await asyncio.to_thread(pg.stop)
         runners, self._runners = self._runners, []
         for runner in runners:
             await runner.cleanup()

@@ -7,7 +7,7 @@ import enum
 import json
 from typing import Any, NamedTuple
 
-from rstq.sdk.protocol import messages as pm
+from rstq.protocol import messages as pm
 
 
 class EntryInfo(NamedTuple):

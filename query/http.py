@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from aiohttp import web
-from rstq.query import tables as t
 from rstq.query.api import QueryError
 from rstq.query.engine import Engine, Limits
 from rstq.query.source import Materializer, server_in_flight, server_sources
@@ -56,9 +55,6 @@ def engine_for(server: Server, limits: Limits | None = None) -> Engine:
         eng.materializer = mat
         eng.governor.busy = server_busy(server)
         eng.prepare = lambda stores: mat.catch_up(server_sources(server), stores=stores)
-        tracing = getattr(server, "tracing", None)
-        if tracing is not None:
-            eng.live_tables[t.SYS_SPAN.name] = tracing.store.to_arrow
         _engines[server] = eng
     return eng
 

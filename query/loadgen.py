@@ -14,8 +14,8 @@ from rstq.core.apply import apply
 from rstq.core.ids import new_invocation_id
 from rstq.core.model import PartitionState
 from rstq.core.partitioning import partition_key_for, partition_of
-from rstq.sdk.protocol import ids as pids
-from rstq.sdk.protocol import messages as pm
+from rstq.protocol import ids as pids
+from rstq.protocol import messages as pm
 
 T0 = 1_760_000_000_000
 

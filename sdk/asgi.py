@@ -10,14 +10,15 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
-from .discovery import manifest_json
-from .invocation import Invocation
-from .protocol import (
+from rstq.protocol import (
     invocation_content_type,
     manifest_content_type,
     negotiate_version,
     pick_manifest_version,
 )
+
+from .discovery import manifest_json
+from .invocation import Invocation
 from .service import AnyService
 from .vm import VM
 

@@ -23,6 +23,8 @@ from datetime import timedelta
 from random import Random
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from rstq.protocol import Failure, StateKeys, Void
+
 from .futures import (
     RestateDurableCallFuture,
     RestateDurableFuture,
@@ -31,7 +33,6 @@ from .futures import (
     ready,
 )
 from .handler import core_type, handler_from_callable
-from .protocol import Failure, StateKeys, Void
 from .proxy import ProxyTarget, make_proxy
 from .serde import DEFAULT_SERDE, DefaultSerde, Serde
 

@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+from rstq.protocol import MAX_VERSION, MIN_VERSION
+
 from .handler import Handler, HandlerOptions, json_schema
-from .protocol import MAX_VERSION, MIN_VERSION
 from .retry_policy import InvocationRetryPolicy
 from .service import AnyService
 

@@ -6,8 +6,9 @@ import typing
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from rstq.protocol import Failure
+
 from .exceptions import TerminalError
-from .protocol import Failure
 
 if TYPE_CHECKING:
     from .invocation import Invocation

@@ -11,6 +11,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from rstq.protocol import Failure, FailureMetadata
+
 from .context import CONTEXT_FOR_KIND, Context, RunOptions
 from .exceptions import (
     AttemptFailed,
@@ -22,7 +24,6 @@ from .exceptions import (
 from .futures import RestateDurableFuture
 from .handler import Handler
 from .log import current_vm
-from .protocol import Failure, FailureMetadata
 from .vm import CANCEL_HANDLE, VM, AttemptEnded
 
 _DEFAULT_INITIAL_MS = 50

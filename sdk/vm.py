@@ -17,8 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from .exceptions import SdkInternalBaseException
-from .protocol import (
+from rstq.protocol import (
     REQUESTED_ACK,
     VOID,
     AttachInvocationCommandMessage,
@@ -65,6 +64,8 @@ from .protocol import (
     is_command,
     is_notification,
 )
+
+from .exceptions import SdkInternalBaseException
 
 CANCEL_HANDLE: Final = -1
 _NAMED_BASE: Final = -(1 << 40)

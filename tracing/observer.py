@@ -13,7 +13,7 @@ invocation (restate-server 1.7's span model, shared/reference/restate-traces.md)
        └─ invocation-end <target>    0 ms, restate.invocation.result
 
 A send (one-way or delayed) starts a new trace whose `invocation-start` links to the sender's
-attempt. Ids come from the invocation (`rstq.tracing.ids`), so they match the `traceparent`
+attempt. Ids come from the invocation (`rstq.protocol.trace_ids`), so they match the `traceparent`
 the invoker sends and `sys_invocation.trace_id`. Untraced invocations (trace_id "") cost a dict
 lookup per action.
 """
@@ -28,9 +28,9 @@ from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core import journal as j
 from rstq.core.model import Invocation, PartitionState
-from rstq.sdk.protocol import messages as pm
+from rstq.protocol import messages as pm
+from rstq.protocol import trace_ids as ids
 from rstq.tracing import attributes as A
-from rstq.tracing import ids
 from rstq.tracing.spans import Attrs, SpanEvent, SpanLink, SpanRecord
 
 Sink = Callable[[SpanRecord], None]

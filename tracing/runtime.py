@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from rstq.tracing import ids
+from rstq.protocol import trace_ids as ids
 from rstq.tracing.config import TracingConfig
 from rstq.tracing.export import OtlpExport, sampler_decides
 from rstq.tracing.observer import Deployments, TraceObserver

@@ -21,8 +21,8 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rstq.sdk.protocol import messages as pm
-from rstq.sdk.protocol.framing import encode_frame, encode_header
+from rstq.protocol import messages as pm
+from rstq.protocol.framing import encode_frame, encode_header
 
 from tests.support import chaos
 from tests.support.hypercorn_proc import HypercornProcess

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rstq.app import AppConfig
 from rstq.cli.main import main as rstq_main
 from rstq.core.server import ServerConfig
-from rstq.sdk.protocol import messages as pm
-from rstq.sdk.protocol.framing import encode_frame
+from rstq.protocol import messages as pm
+from rstq.protocol.framing import encode_frame
 
 from tests.support import chaos
 from tests.support.malicious_endpoint import Malicious
@@ -31,8 +32,8 @@ def test_listeners_bind_loopback_by_default() -> None:
     defaults = {p.name: p.default for p in server_cmd.params}
     for name in ("ingress_bind", "admin_bind", "pgwire_bind"):
         assert str(defaults[name]).startswith("127.0.0.1:"), (name, defaults[name])
-    cfg = ServerConfig()
-    for bind in (cfg.ingress_bind, cfg.admin_bind, cfg.pgwire_bind):
+    cfg, around = ServerConfig(), AppConfig()
+    for bind in (cfg.ingress_bind, cfg.admin_bind, around.pgwire_bind):
         assert bind is not None and bind.startswith("127.0.0.1:"), bind
 
 

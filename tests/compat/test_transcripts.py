@@ -37,8 +37,8 @@ from typing import Any
 
 import httpx
 import pytest
-from rstq.sdk.protocol import messages as pm
-from rstq.sdk.protocol.ids import InvocationId
+from rstq.protocol import messages as pm
+from rstq.protocol.ids import InvocationId
 
 from tests.support.fixtures import _ensure_installed_or_skip
 from tests.support.restate_server import RestateServer

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rstq.core import commands as c
 from rstq.core.partitioning import partition_key_for, partition_of
-from rstq.sdk.protocol import messages as pm
-from rstq.sdk.protocol.ids import InvocationId
+from rstq.protocol import messages as pm
+from rstq.protocol.ids import InvocationId
 
 T0 = 1_700_000_000_000
 

@@ -18,8 +18,8 @@ from rstq.core.model import (
     SUSPENDED,
     PartitionState,
 )
-from rstq.sdk.protocol import ids as pids
-from rstq.sdk.protocol import messages as pm
+from rstq.protocol import ids as pids
+from rstq.protocol import messages as pm
 
 from .builders import T0, entry, inv_id_on, invoke, output, run_cmd, run_done, set_state, sleep
 

@@ -19,7 +19,7 @@ from rstq.core.apply import apply
 from rstq.core.model import COMPLETED, INVOKED, PartitionState
 from rstq.core.partitioning import partition_key_for, partition_of
 from rstq.core.snapshot import state_to_tables, tables_to_state
-from rstq.sdk.protocol import messages as pm
+from rstq.protocol import messages as pm
 
 from .builders import T0, entry, inv_id_on, invoke, output, run_cmd, run_done, set_state, sleep
 

@@ -21,7 +21,7 @@ from rstq.core.discovery import HandlerDef, InputSpec, OutputSpec
 from rstq.core.ids import idempotent_invocation_id, workflow_invocation_id
 from rstq.core.model import COMPLETED, INVOKED, SCHEDULED, Invocation
 from rstq.core.server import Server
-from rstq.sdk.protocol.ids import InvocationId, awakeable_id
+from rstq.protocol.ids import InvocationId, awakeable_id
 
 from tests.support.rstq_http import FakeInvoker, ingress_url, register_manifest, running_server
 

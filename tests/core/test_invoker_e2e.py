@@ -17,7 +17,7 @@ from rstq.core.discovery import discover, to_json
 from rstq.core.ids import new_invocation_id, workflow_invocation_id
 from rstq.core.model import COMPLETED
 from rstq.core.server import Result, Server, ServerConfig
-from rstq.sdk.protocol.ids import DeploymentId
+from rstq.protocol.ids import DeploymentId
 
 from tests.support.hypercorn_proc import HypercornProcess
 
@@ -34,7 +34,7 @@ def sdk() -> Iterator[HypercornProcess]:
 async def server(request: pytest.FixtureRequest, sdk: HypercornProcess, tmp_path: Path,
                  ) -> AsyncIterator[Server]:
     srv = Server(ServerConfig(data_dir=tmp_path / "data", partitions=4, ingress_bind=None,
-                              admin_bind=None, pgwire_bind=None))
+                              admin_bind=None))
     await srv.start()
     http11 = request.param == "request_response"
     manifest = await discover(sdk.url, use_http_11=http11)

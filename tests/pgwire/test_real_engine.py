@@ -1,4 +1,5 @@
-"""The wire endpoint as `Server` starts it (config.pgwire_bind), over the real query engine."""
+"""The wire endpoint as the composition root plugs it in (AppConfig.pgwire_bind), over the real
+query engine."""
 
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ import asyncpg
 import psycopg
 import pytest
 from psycopg import errors
-from rstq.core.server import Server, ServerConfig
+from rstq.app import App, AppConfig, build
+from rstq.core.server import ServerConfig
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
+async def server(tmp_path: Path) -> AsyncIterator[App]:
     cfg = ServerConfig(data_dir=tmp_path / "data", partitions=2, ingress_bind=None,
-                       admin_bind=None, pgwire_bind="127.0.0.1:0")
-    srv = Server(cfg)
+                       admin_bind=None)
+    srv = build(cfg, AppConfig(pgwire_bind="127.0.0.1:0"))
     await srv.start()
     try:
         yield srv
@@ -49,12 +51,12 @@ def _psycopg_checks(port: int) -> None:
         assert cur.fetchall() == []
 
 
-async def test_psycopg_over_real_engine(server: Server) -> None:
+async def test_psycopg_over_real_engine(server: App) -> None:
     assert server.pgwire_port is not None
     await asyncio.to_thread(_psycopg_checks, server.pgwire_port)
 
 
-async def test_asyncpg_over_real_engine(server: Server) -> None:
+async def test_asyncpg_over_real_engine(server: App) -> None:
     c = await asyncpg.connect(host="127.0.0.1", port=server.pgwire_port, user="rstq",
                               database="rstq")
     try:
@@ -65,7 +67,7 @@ async def test_asyncpg_over_real_engine(server: Server) -> None:
 
 
 @pytest.mark.skipif(shutil.which("psql") is None, reason="psql not installed")
-async def test_psql_catalog_over_real_engine(server: Server) -> None:
+async def test_psql_catalog_over_real_engine(server: App) -> None:
     def psql(cmd: str) -> str:
         r = subprocess.run(["psql", "-X", "-h", "127.0.0.1", "-p", str(server.pgwire_port),
                             "-U", "rstq", "rstq", "-c", cmd], capture_output=True, text=True,

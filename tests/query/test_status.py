@@ -8,9 +8,9 @@ import pytest
 from rstq.core import commands as c
 from rstq.core.apply import apply
 from rstq.core.model import PartitionState
+from rstq.protocol import messages as pm
 from rstq.query.engine import Engine
 from rstq.query.source import Materializer, PartitionSource
-from rstq.sdk.protocol import messages as pm
 
 from tests.core.builders import T0, entry, inv_id_on, invoke, output, set_state, sleep
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import restate
 import rstq.sdk as rsdk
-from rstq.sdk.protocol import (
+from rstq.protocol import (
     FrameDecoder,
     InputCommandMessage,
     ProposeRunCompletionMessage,

@@ -18,6 +18,15 @@ from typing import Any
 
 import pytest
 import rstq.sdk as restate
+from rstq.protocol import (
+    EndMessage,
+    ErrorMessage,
+    FrameDecoder,
+    Message,
+    OneWayCallCommandMessage,
+    SleepCommandMessage,
+    encode_frame,
+)
 from rstq.sdk import (
     Context,
     ObjectContext,
@@ -29,15 +38,6 @@ from rstq.sdk import (
     WorkflowSharedContext,
 )
 from rstq.sdk.invocation import Invocation
-from rstq.sdk.protocol import (
-    EndMessage,
-    ErrorMessage,
-    FrameDecoder,
-    Message,
-    OneWayCallCommandMessage,
-    SleepCommandMessage,
-    encode_frame,
-)
 from rstq.sdk.vm import VM
 
 from tests.sdk_api.transcripts import Exchange, load

@@ -3,9 +3,7 @@ fails the invocation with 409 "cancelled"; a replay of that journal takes the sa
 
 from __future__ import annotations
 
-from rstq.sdk import Context, Service
-from rstq.sdk.invocation import Invocation
-from rstq.sdk.protocol import (
+from rstq.protocol import (
     VOID,
     CallCommandMessage,
     CallInvocationIdCompletionNotificationMessage,
@@ -20,6 +18,8 @@ from rstq.sdk.protocol import (
     Value,
     encode_frame,
 )
+from rstq.sdk import Context, Service
+from rstq.sdk.invocation import Invocation
 from rstq.sdk.vm import VM
 
 from tests.sdk_api.test_transcripts import ScriptedShell, add

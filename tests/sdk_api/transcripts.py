@@ -1,5 +1,5 @@
 """Parse /work/shared/reference/restate-wire-transcripts.txt (decoded protobuf text format)
-back into rstq.sdk.protocol messages, per HTTP exchange."""
+back into rstq.protocol messages, per HTTP exchange."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rstq.sdk.protocol import MESSAGE_TYPES, CombinatorType, Message
+from rstq.protocol import MESSAGE_TYPES, CombinatorType, Message
 
 TRANSCRIPTS = Path("/work/shared/reference/restate-wire-transcripts.txt")
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import restate
 from restate import Context, Service
-from rstq.sdk.protocol import messages as pm
-from rstq.sdk.protocol.framing import encode_frame, encode_header
+from rstq.protocol import messages as pm
+from rstq.protocol.framing import encode_frame, encode_header
 
 from tests.support.tap import Receive, Scope, Send
 

@@ -12,8 +12,8 @@ import threading
 from queue import Empty, Queue
 
 from aiohttp import web
-from rstq.sdk.protocol import messages as pm
-from rstq.sdk.protocol.framing import encode_frame
+from rstq.protocol import messages as pm
+from rstq.protocol.framing import encode_frame
 
 
 class Malicious:

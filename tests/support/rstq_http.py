@@ -15,12 +15,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from rstq.app import AppConfig, build
 from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core.discovery import parse_manifest, to_json
 from rstq.core.server import Server, ServerConfig
-from rstq.sdk.protocol import messages as pm
-from rstq.sdk.protocol.ids import DeploymentId
+from rstq.protocol import messages as pm
+from rstq.protocol.ids import DeploymentId
 
 # A deployment of every kind of target; its URI is never called (see FakeInvoker).
 MANIFEST: dict[str, Any] = {
@@ -89,8 +90,8 @@ async def register_manifest(server: Server, doc: dict[str, Any] | None = None,
 async def running_server(tmp_path: Path, *, fake_invoker: bool = True,
                          **config: Any) -> AsyncIterator[tuple[Server, FakeInvoker]]:
     cfg = ServerConfig(data_dir=tmp_path / "data", partitions=4, ingress_bind="127.0.0.1:0",
-                       admin_bind="127.0.0.1:0", pgwire_bind=None, **config)
-    server = Server(cfg)
+                       admin_bind="127.0.0.1:0", **config)
+    server = build(cfg, AppConfig(pgwire_bind=None)).server  # with /query and /traces
     await server.start()
     fake = FakeInvoker(server)
     if fake_invoker:

@@ -7,7 +7,7 @@ line (bodies hex-encoded) to the file named by ``$RSTQ_TAP_FILE`` (``O_APPEND`` 
 concurrent requests of one process interleave safely).
 
 Reader: :func:`read_exchanges` groups the lines back into :class:`Exchange` objects and decodes
-both directions with rstq's own codec (:mod:`rstq.sdk.protocol`).
+both directions with rstq's own codec (:mod:`rstq.protocol`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rstq.sdk.protocol import messages as pm
-from rstq.sdk.protocol.framing import FrameDecoder, FrameHeader
-from rstq.sdk.protocol.wire import ProtocolError
+from rstq.protocol import messages as pm
+from rstq.protocol.framing import FrameDecoder, FrameHeader
+from rstq.protocol.wire import ProtocolError
 
 TAP_ENV = "RSTQ_TAP_FILE"
 

@@ -23,8 +23,8 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from rstq.sdk.protocol import messages as pm
-from rstq.sdk.protocol.framing import encode_frame
+from rstq.protocol import messages as pm
+from rstq.protocol.framing import encode_frame
 
 from tests.support.tap import Receive, Scope, Send
 

@@ -10,8 +10,8 @@ from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core.apply import apply
 from rstq.core.model import PartitionState
-from rstq.sdk.protocol import messages as pm
-from rstq.tracing import ids
+from rstq.protocol import messages as pm
+from rstq.protocol import trace_ids as ids
 from rstq.tracing.observer import TraceObserver
 from rstq.tracing.spans import SpanRecord
 

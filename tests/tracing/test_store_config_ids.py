@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pyarrow as pa
-from rstq.sdk.protocol.ids import InvocationId
-from rstq.tracing import ids
+from rstq.protocol import trace_ids as ids
+from rstq.protocol.ids import InvocationId
 from rstq.tracing.config import TracingConfig
 from rstq.tracing.spans import SpanLink, SpanRecord
 from rstq.tracing.store import SpanStore

@@ -19,7 +19,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from rstq.sdk.protocol.ids import InvocationId
+from rstq.protocol.ids import InvocationId
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _ZERO_TRACE = "0" * 32
@@ -57,10 +57,6 @@ _rng = random.Random(os.urandom(16))
 
 def new_trace_id() -> str:
     return _nonzero(f"{_rng.getrandbits(128):032x}")
-
-
-def new_span_id() -> str:
-    return _nonzero(f"{_rng.getrandbits(64):016x}")
 
 
 def derived_span_id(invocation_id: str, what: str) -> str:

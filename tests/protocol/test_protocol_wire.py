@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rstq.sdk.protocol import wire
-from rstq.sdk.protocol.wire import DecodeError, ProtocolError
+from rstq.protocol import wire
+from rstq.protocol.wire import DecodeError, ProtocolError
 from test_protocol_support import SETTINGS
 
 

@@ -5,8 +5,8 @@ import hashlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rstq.sdk.protocol import messages as m
-from rstq.sdk.protocol.ids import (
+from rstq.protocol import messages as m
+from rstq.protocol.ids import (
     AwakeableId,
     DeploymentId,
     IdError,
@@ -18,7 +18,7 @@ from rstq.sdk.protocol.ids import (
     parse_awakeable_id,
     workflow_uuid,
 )
-from rstq.sdk.protocol.wire import ProtocolError
+from rstq.protocol.wire import ProtocolError
 from test_protocol_support import DATA, SETTINGS, load_golden_frames
 
 

@@ -5,7 +5,7 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rstq.sdk.protocol import (
+from rstq.protocol import (
     HEADER_SIZE,
     REQUESTED_ACK,
     FrameDecoder,
@@ -15,7 +15,7 @@ from rstq.sdk.protocol import (
     encode_frame,
     encode_header,
 )
-from rstq.sdk.protocol import messages as m
+from rstq.protocol import messages as m
 from test_protocol_support import SETTINGS, message_strategy
 
 TOP_LEVEL = [m.MESSAGE_TYPES[t] for t in sorted(m.MESSAGE_TYPES)]

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from rstq.sdk.protocol import versions as v
+from rstq.protocol import versions as v
 
 
 def test_invocation_content_types() -> None:

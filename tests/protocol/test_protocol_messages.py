@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from rstq.sdk.protocol import messages as m
-from rstq.sdk.protocol.wire import DecodeError, ProtocolError, encode_varint, iter_fields
+from rstq.protocol import messages as m
+from rstq.protocol.wire import DecodeError, ProtocolError, encode_varint, iter_fields
 from test_protocol_support import SETTINGS, load_vectors, message_strategy
 
 # Every message type of restate-protocol.md Appendix A / section 3.3.

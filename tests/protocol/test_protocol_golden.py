@@ -6,7 +6,7 @@ import random
 from collections import defaultdict
 
 import pytest
-from rstq.sdk.protocol import (
+from rstq.protocol import (
     REQUESTED_ACK,
     FrameDecoder,
     Message,
@@ -14,7 +14,7 @@ from rstq.sdk.protocol import (
     encode_frame,
     encode_raw_frame,
 )
-from rstq.sdk.protocol import messages as m
+from rstq.protocol import messages as m
 from test_protocol_support import GoldenFrame, load_golden_frames
 
 FRAMES = load_golden_frames()

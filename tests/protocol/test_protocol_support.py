@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from rstq.sdk.protocol import messages as m
+from rstq.protocol import messages as m
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,0 +1,111 @@
+"""The plugins the composition root gives the server: SQL, the Postgres wire, tracing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from aiohttp import web
+from rstq.core.plugins import BasePlugin
+from rstq.core.server import Server
+from rstq.pgwire.server import PgWireServer
+from rstq.pgwire.session import WireConfig
+from rstq.query import http as query_http
+from rstq.query import tables as t
+from rstq.tracing import http as trace_http
+from rstq.tracing.config import TracingConfig
+
+if TYPE_CHECKING:
+    from rstq.tracing.runtime import Tracing
+
+log = logging.getLogger(__name__)
+
+
+class TracingPlugin(BasePlugin):
+    """Spans from the call graph: observes every partition's applied commands, decides the
+    traces of ingress invocations, keeps spans (store, OTLP export), serves `/traces/{id}`.
+    With no config tracing is off, and `/traces/{id}` says so."""
+
+    def __init__(self, config: TracingConfig | None) -> None:
+        self.config = config
+        self.tracing: Tracing | None = None
+        self._server: Server | None = None
+
+    def attach(self, server: Server) -> None:
+        self._server = server
+        if self.config is None:
+            return
+        from rstq.tracing.runtime import Tracing  # imports OpenTelemetry: only when tracing
+
+        def deployment(dep_id: str) -> tuple[str, int] | None:
+            dep = server.schema.deployments.get(dep_id)
+            return (dep.uri, dep.protocol_version) if dep is not None else None
+
+        self.tracing = Tracing(self.config, deployment)
+        self.tracing.start()
+        server.trace_source = self.tracing
+        for proc in server.processors:
+            proc.observer = self.tracing.observer
+
+    def admin_routes(self, app: web.Application) -> None:
+        assert self._server is not None
+        trace_http.add_routes(app, self._server, lambda: self.tracing)
+
+    def spans(self) -> pa.Table:
+        """The kept spans as `sys_span` rows."""
+        if self.tracing is None:
+            return t.SYS_SPAN.schema.empty_table()
+        return self.tracing.store.to_arrow()
+
+    async def close(self) -> None:
+        if self.tracing is not None:  # exports what is still queued
+            await self.tracing.aclose()
+
+
+class SqlPlugin(BasePlugin):
+    """The SQL engine over the partitions' state: `POST /query` on the admin API."""
+
+    def __init__(self, tracing: TracingPlugin | None = None) -> None:
+        self._tracing = tracing
+        self._server: Server | None = None
+
+    def attach(self, server: Server) -> None:
+        self._server = server
+        eng = query_http.engine_for(server)  # on the server's loop: snapshots are taken there
+        if self._tracing is not None:
+            eng.live_tables[t.SYS_SPAN.name] = self._tracing.spans
+
+    def admin_routes(self, app: web.Application) -> None:
+        assert self._server is not None
+        query_http.add_routes(app, self._server)
+
+
+class PgWirePlugin(BasePlugin):
+    """The Postgres wire endpoint over the SQL engine (its own threads)."""
+
+    def __init__(self, bind: str, config: WireConfig) -> None:
+        self.bind = bind
+        self.config = config
+        self._server: Server | None = None
+        self._pg: PgWireServer | None = None
+        self.port: int | None = None
+
+    def attach(self, server: Server) -> None:
+        self._server = server
+
+    async def start(self) -> None:
+        assert self._server is not None
+        pg = PgWireServer(query_http.engine_for(self._server), self.bind, config=self.config)
+        try:
+            pg.start()
+        except OSError as e:  # a side endpoint: the runtime stays up without it
+            log.error("Postgres wire endpoint not started on %s: %s", self.bind, e)
+        else:
+            self._pg, self.port = pg, pg.port
+
+    async def stop(self) -> None:
+        if self._pg is not None:
+            pg, self._pg = self._pg, None
+            await asyncio.to_thread(pg.stop)
