@@ -269,7 +269,6 @@ def _deployment_head(dep: Deployment) -> JsonObj:
 
 # --- the handlers --------------------------------------------------------------------------------
 
-Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Admin:

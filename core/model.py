@@ -7,17 +7,31 @@ a snapshot rebuilds exactly the same structures.
 
 from __future__ import annotations
 
+import enum
 from collections import deque
 from dataclasses import dataclass, field
 
-# Internal invocation states. `sys_invocation.status` is computed from these (tables.py).
-SCHEDULED = "scheduled"  # delayed: waits for its timer
-INBOXED = "inboxed"  # keyed: waits for the key's lock ("pending" in Restate's view)
-INVOKED = "invoked"  # an attempt runs or is about to ("running" / "ready")
-SUSPENDED = "suspended"
-BACKING_OFF = "backing-off"
-PAUSED = "paused"
-COMPLETED = "completed"
+
+class Status(enum.StrEnum):
+    """Internal invocation states (a StrEnum: snapshots and SQL keep the same text).
+    `sys_invocation.status` is computed from these (query/tables.py)."""
+
+    SCHEDULED = "scheduled"  # delayed: waits for its timer
+    INBOXED = "inboxed"  # keyed: waits for the key's lock ("pending" in Restate's view)
+    INVOKED = "invoked"  # an attempt runs or is about to ("running" / "ready")
+    SUSPENDED = "suspended"
+    BACKING_OFF = "backing-off"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+
+
+SCHEDULED = Status.SCHEDULED
+INBOXED = Status.INBOXED
+INVOKED = Status.INVOKED
+SUSPENDED = Status.SUSPENDED
+BACKING_OFF = Status.BACKING_OFF
+PAUSED = Status.PAUSED
+COMPLETED = Status.COMPLETED
 
 
 @dataclass(slots=True)
@@ -37,7 +51,7 @@ class Invocation:
     key: str
     service_ty: str
     handler_ty: str
-    status: str
+    status: Status
     created_at: int
     modified_at: int
     input: bytes = b""

@@ -15,7 +15,7 @@ import asyncio
 import functools
 import heapq
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,7 +24,7 @@ from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core.apply import apply
 from rstq.core.clock import Clock
-from rstq.core.log.api import FsyncPolicy, Log, LogFull
+from rstq.core.log.api import Log, LogFull
 from rstq.core.model import INVOKED, PartitionState
 from rstq.core.snapshot import load_latest, oldest_snapshot_lsn, write_snapshot
 
@@ -339,6 +339,3 @@ class PartitionProcessor:
             delay_ms = (self._timers[0][0] - now) if self._timers else None
             await self.clock.wait(self._timer_wakeup, delay_ms)
 
-
-Waiter = Callable[[], Awaitable[None]]
-FSYNC_DEFAULT = FsyncPolicy.BATCH

@@ -9,7 +9,6 @@ theirs (the pin is in their Invoke command).
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,18 +140,3 @@ class MetaStore:
 
     async def close(self) -> None:
         await self.log.close()
-
-
-def manifest_summary(dep: Deployment) -> dict[str, object]:
-    """A deployment as the admin API shows it (Restate's shape, trimmed)."""
-    return {
-        "id": dep.deployment_id,
-        "uri": dep.uri,
-        "protocol_type": "BidiStream" if dep.bidi else "RequestResponse",
-        "http_version": "HTTP/1.1" if dep.use_http_11 else "HTTP/2.0",
-        "created_at": dep.created_at,
-        "min_protocol_version": dep.manifest.min_protocol_version,
-        "max_protocol_version": dep.manifest.max_protocol_version,
-        "services": [json.loads(json.dumps({"name": s.name, "ty": s.ty.value}))
-                     for s in dep.manifest.services],
-    }

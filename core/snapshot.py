@@ -12,6 +12,7 @@ msgpack in a binary column: they are small and read only on restart.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import logging
 import os
@@ -61,6 +62,8 @@ def _column_types(cls: type[Any]) -> list[tuple[str, pa.DataType | None]]:
         hint = hints[f.name]
         args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
         base = next((x for x in args if x is not type(None)), hint) if args else hint
+        if isinstance(base, type) and issubclass(base, enum.StrEnum):
+            base = str  # stored as its text; table_to_rows makes the enum again
         typ = pa.uint64() if f.name in _UINT64_FIELDS else _SCALARS.get(base)
         cols.append((f.name, typ))
     return cols
@@ -105,6 +108,8 @@ def table_to_rows(cls: type[Any], table: pa.Table, skip: Iterable[str] = ()) -> 
         values = table.column(name).to_pylist()
         if typ is None:
             values = [_unpack_as(hints[name], v) for v in values]
+        elif isinstance(hints[name], type) and issubclass(hints[name], enum.StrEnum):
+            values = [hints[name](v) for v in values]
         cols[name] = values
     return [cls(**{k: v[i] for k, v in cols.items()}) for i in range(table.num_rows)]
 
