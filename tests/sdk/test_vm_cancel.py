@@ -22,7 +22,7 @@ from rstq.sdk import Context, Service
 from rstq.sdk.invocation import Invocation
 from rstq.sdk.vm import VM
 
-from tests.sdk_api.test_transcripts import ScriptedShell, add
+from tests.sdk.test_transcripts import ScriptedShell, add
 
 svc = Service("Parent")
 

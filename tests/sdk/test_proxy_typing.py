@@ -37,10 +37,11 @@ async def wrong(ctx: Context) -> str:
 def test_mypy_checks_typed_proxies(tmp_path: Path) -> None:
     (tmp_path / "good.py").write_text(GOOD)
     (tmp_path / "bad.py").write_text(BAD)
-    # mypy cannot follow the package-dir mapping: give it an rstq/sdk symlink tree
+    # mypy cannot follow the package-dir mapping: give it an rstq/{sdk,protocol} symlink tree
     (tmp_path / "stubs" / "rstq").mkdir(parents=True)
     (tmp_path / "stubs" / "rstq" / "__init__.py").write_text("")
     (tmp_path / "stubs" / "rstq" / "sdk").symlink_to(REPO / "sdk")
+    (tmp_path / "stubs" / "rstq" / "protocol").symlink_to(REPO / "protocol")  # the SDK's codec
     env = {**os.environ, "MYPYPATH": str(tmp_path / "stubs")}
     good = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
                            str(tmp_path / "good.py")], capture_output=True, text=True, env=env)

@@ -40,7 +40,7 @@ from rstq.sdk import (
 from rstq.sdk.invocation import Invocation
 from rstq.sdk.vm import VM
 
-from tests.sdk_api.transcripts import Exchange, load
+from tests.sdk.transcripts import Exchange, load
 
 # ---------------------------------------------------------------- the lab services (svc.py)
 greeter = Service("Greeter")

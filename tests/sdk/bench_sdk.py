@@ -5,7 +5,7 @@ BIDI stream (protocol v6): Start + Input, then a RunCompletionNotification answe
 ProposeRunCompletion, until End. No sockets: the runtime side is scripted in-process, so
 the figure is the SDK's own CPU (ASGI app + protocol core + handler).
 
-    .venv/bin/python -m tests.sdk_api.bench_sdk [N]
+    .venv/bin/python -m tests.sdk.bench_sdk [N]
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ class FakeVM:
 @pytest.mark.parametrize("replaying,shown", [(True, False), (False, True)])
 def test_logger_drops_records_during_replay(caplog: pytest.LogCaptureFixture,
                                             replaying: bool, shown: bool) -> None:
-    log = getLogger("tests.sdk_api.replay")
+    log = getLogger("tests.sdk.replay")
     token = current_vm.set(FakeVM(replaying))
     try:
-        with caplog.at_level(logging.INFO, logger="tests.sdk_api.replay"):
+        with caplog.at_level(logging.INFO, logger="tests.sdk.replay"):
             log.info("step done")
     finally:
         current_vm.reset(token)
@@ -28,6 +28,6 @@ def test_logger_drops_records_during_replay(caplog: pytest.LogCaptureFixture,
 
 
 def test_logger_outside_a_handler_logs(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="tests.sdk_api.replay"):
-        getLogger("tests.sdk_api.replay").info("plain")
+    with caplog.at_level(logging.INFO, logger="tests.sdk.replay"):
+        getLogger("tests.sdk.replay").info("plain")
     assert "plain" in caplog.text
