@@ -270,7 +270,6 @@ def _deployment_head(dep: Deployment) -> JsonObj:
 # --- the handlers --------------------------------------------------------------------------------
 
 
-
 class Admin:
     def __init__(self, server: Server) -> None:
         self.server = server

@@ -338,4 +338,3 @@ class PartitionProcessor:
             self._timer_wakeup.clear()
             delay_ms = (self._timers[0][0] - now) if self._timers else None
             await self.clock.wait(self._timer_wakeup, delay_ms)
-

@@ -54,16 +54,24 @@ class SnapshotError(Exception):
 _UINT64_FIELDS = {"partition_key"}  # u64 values do not fit int64
 
 
+def _base(hint: Any) -> Any:
+    """`X | None` -> X; any other hint as it is."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
+    return next((x for x in args if x is not type(None)), hint) if args else hint
+
+
+def _str_enum(hint: Any) -> type[enum.StrEnum] | None:
+    """The StrEnum a field holds (stored as its text, loaded back as the enum), if any."""
+    base = _base(hint)
+    return base if isinstance(base, type) and issubclass(base, enum.StrEnum) else None
+
+
 def _column_types(cls: type[Any]) -> list[tuple[str, pa.DataType | None]]:
     """(field, Arrow type) per dataclass field; None marks a msgpack-encoded nested field."""
     hints = typing.get_type_hints(cls)
     cols: list[tuple[str, pa.DataType | None]] = []
     for f in dataclasses.fields(cls):
-        hint = hints[f.name]
-        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
-        base = next((x for x in args if x is not type(None)), hint) if args else hint
-        if isinstance(base, type) and issubclass(base, enum.StrEnum):
-            base = str  # stored as its text; table_to_rows makes the enum again
+        base = str if _str_enum(hints[f.name]) else _base(hints[f.name])
         typ = pa.uint64() if f.name in _UINT64_FIELDS else _SCALARS.get(base)
         cols.append((f.name, typ))
     return cols
@@ -108,8 +116,8 @@ def table_to_rows(cls: type[Any], table: pa.Table, skip: Iterable[str] = ()) -> 
         values = table.column(name).to_pylist()
         if typ is None:
             values = [_unpack_as(hints[name], v) for v in values]
-        elif isinstance(hints[name], type) and issubclass(hints[name], enum.StrEnum):
-            values = [hints[name](v) for v in values]
+        elif (as_enum := _str_enum(hints[name])) is not None:
+            values = [None if v is None else as_enum(v) for v in values]
         cols[name] = values
     return [cls(**{k: v[i] for k, v in cols.items()}) for i in range(table.num_rows)]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rstq.core import commands as c
 from rstq.core.apply import apply
-from rstq.core.model import PartitionState
+from rstq.core.model import PartitionState, Status
 from rstq.core.snapshot import load_latest, state_to_tables, write_snapshot
 
 from .builders import T0, inv_id_on, invoke, sleep
@@ -25,6 +25,8 @@ def test_snapshot_file_roundtrip_with_high_partition_keys(tmp_path: Path) -> Non
     assert loaded is not None and loaded.applied_lsn == 3
     for name, table in state_to_tables(state).items():
         assert state_to_tables(loaded)[name].equals(table), name
+    # Stored as text, loaded back as the enum (not a plain str equal to it).
+    assert type(loaded.invocations[i].status) is Status
 
 
 def test_no_snapshot_means_none(tmp_path: Path) -> None:
