@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= ./rstq-data
 STAMP := $(VENV)/.installed
+# The product folders, each importable as rstq.<folder> (pyproject.toml's package-dir).
+PARTS := core query pgwire tracing protocol sdk cli app
 
 .PHONY: run test venv lint typecheck bench clean chaos
 
@@ -22,14 +24,14 @@ run: $(STAMP)
 	$(PY) examples/run.py --data-dir $(DATA_DIR)
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check core query pgwire tracing protocol sdk cli app tests bench examples notebooks
+	$(VENV)/bin/ruff check $(PARTS) tests bench examples notebooks
 	$(MAKE) typecheck
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # mypy cannot follow the package-dir mapping, so it checks a symlinked `rstq` tree.
 typecheck: $(STAMP)
 	@mkdir -p .typecheck/rstq && touch .typecheck/rstq/__init__.py
-	@for d in core query pgwire tracing protocol sdk cli app; do ln -sfn ../../$$d .typecheck/rstq/$$d; done
+	@for d in $(PARTS); do ln -sfn ../../$$d .typecheck/rstq/$$d; done
 	MYPYPATH=.typecheck $(VENV)/bin/mypy -p rstq
 
 # rstq vs restate-server (and DBOS) side by side: bench/README.md. BENCH_ARGS=... for a subset.

@@ -47,3 +47,13 @@ def test_every_mapped_folder_is_a_package() -> None:
         parent = name.rpartition(".")[0]
         if parent != "rstq":  # a subpackage lives inside its parent's folder
             assert Path(folder).parent == Path(mapping[parent]), (name, folder)
+
+
+def test_makefile_checks_every_part() -> None:
+    """`make test` lints and type-checks `PARTS`: the same top-level parts pyproject maps."""
+    mapping = setuptools_table()["package-dir"]
+    assert isinstance(mapping, dict)
+    line = next(ln for ln in (REPO / "Makefile").read_text().splitlines()
+                if ln.startswith("PARTS :="))
+    parts = set(line.split(":=", 1)[1].split())
+    assert parts == {name.split(".")[1] for name in mapping if name.count(".") == 1}
