@@ -14,6 +14,7 @@ from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core import ids
 from rstq.core import journal as j
+from rstq.core.changes import Keyed
 from rstq.core.model import (
     BACKING_OFF,
     COMPLETED,
@@ -28,6 +29,8 @@ from rstq.core.model import (
     PartitionState,
     Promise,
     Timer,
+    TimerId,
+    TimerKind,
 )
 from rstq.core.partitioning import partition_of
 from rstq.protocol import trace_ids as tids
@@ -62,7 +65,7 @@ def _apply(state: PartitionState, ts: int, cmd: c.Command, out: Actions) -> None
         case c.AppendEntry():
             _append_entry(state, ts, cmd, out)
         case c.Notify():
-            inv = state.invocations.get(cmd.invocation_id)
+            inv = _inv(state, cmd.invocation_id)
             if inv is None or inv.status == COMPLETED:
                 out.append(a.Rejected(cmd.invocation_id, "notification for no live invocation"))
                 return
@@ -78,6 +81,7 @@ def _apply(state: PartitionState, ts: int, cmd: c.Command, out: Actions) -> None
         case c.TimerFired():
             _timer_fired(state, ts, cmd.timer_id, out)
         case c.StateMutation():
+            state.changes.mark(Keyed.KV, (cmd.service, cmd.key))
             kv = state.kv.setdefault((cmd.service, cmd.key), {})
             if cmd.clear_all:
                 kv.clear()
@@ -100,27 +104,27 @@ def _apply(state: PartitionState, ts: int, cmd: c.Command, out: Actions) -> None
         case c.Kill():
             _kill(state, ts, cmd.invocation_id, out)
         case c.Purge():
-            inv = state.invocations.get(cmd.invocation_id)
+            inv = _inv(state, cmd.invocation_id)
             if inv is None or inv.status != COMPLETED:
                 out.append(a.Rejected(cmd.invocation_id, "only completed invocations are purged"))
                 return
             _delete(state, inv)
         case c.Pause():
-            inv = state.invocations.get(cmd.invocation_id)
+            inv = _inv(state, cmd.invocation_id)
             if inv is None or inv.status not in (INVOKED, BACKING_OFF, SUSPENDED):
                 out.append(a.Rejected(cmd.invocation_id, "not running, backing off or suspended"))
                 return
             if inv.status == INVOKED:
                 out.append(a.AbortAttempt(inv.invocation_id, inv.epoch))
-            _drop_timers(state, inv.invocation_id, kinds=("retry",))
+            _drop_timers(state, inv.invocation_id, kinds=(TimerKind.RETRY,))
             inv.status = PAUSED
             inv.modified_at = ts
         case c.Resume():
-            inv = state.invocations.get(cmd.invocation_id)
+            inv = _inv(state, cmd.invocation_id)
             if inv is None or inv.status not in (PAUSED, BACKING_OFF, SUSPENDED):
                 out.append(a.Rejected(cmd.invocation_id, "not paused, backing off or suspended"))
                 return
-            _drop_timers(state, inv.invocation_id, kinds=("retry",))
+            _drop_timers(state, inv.invocation_id, kinds=(TimerKind.RETRY,))
             _start_attempt(inv, ts, out)
         case c.AttachRequest():
             _attach_request(state, ts, cmd, out)
@@ -131,15 +135,23 @@ def _apply(state: PartitionState, ts: int, cmd: c.Command, out: Actions) -> None
 # --- invocations -------------------------------------------------------------------------------
 
 
+def _inv(state: PartitionState, inv_id: str) -> Invocation | None:
+    """The invocation, marked changed: apply looks an invocation up only to act on it, so
+    every change to one goes through here (or through `_invoke`, which creates it)."""
+    state.changes.mark(Keyed.INVOCATIONS, inv_id)
+    return state.invocations.get(inv_id)
+
+
 def _invoke(state: PartitionState, ts: int, cmd: c.Invoke, out: Actions) -> None:
-    existing = state.invocations.get(cmd.invocation_id)
+    existing = _inv(state, cmd.invocation_id)
     if existing is not None:
         out.append(a.InvokeOutcome(cmd.invocation_id, duplicate=True))
         if cmd.caller_id is not None and cmd.caller_completion_id is not None:
             # An idempotent or workflow call that hit an existing invocation: the caller
             # gets its result like an attach.
             _attach_request(state, ts, c.AttachRequest(
-                cmd.invocation_id, cmd.caller_id, cmd.caller_completion_id, "call"), out)
+                cmd.invocation_id, cmd.caller_id, cmd.caller_completion_id, c.AttachMode.CALL),
+                out)
         return
     inv = Invocation(
         invocation_id=cmd.invocation_id,
@@ -168,18 +180,19 @@ def _invoke(state: PartitionState, ts: int, cmd: c.Invoke, out: Actions) -> None
         parent_span_id=cmd.parent_span_id,
         link=cmd.link,
     )
-    state.invocations[inv.invocation_id] = inv
+    state.invocations[inv.invocation_id] = inv  # marked by the lookup above
     if cmd.idempotency_key is not None:
         idem = (cmd.service, cmd.key, cmd.handler, cmd.idempotency_key)
         state.idempotency[idem] = inv.invocation_id
+        state.changes.mark(Keyed.IDEMPOTENCY, idem)
     entry_type, raw = j.input_command(cmd.headers, cmd.input)
     inv.journal.append(JournalEntry(entry_type, raw, ts))
     inv.journal_commands = 1
     out.append(a.InvokeOutcome(inv.invocation_id, duplicate=False))
     if cmd.execute_at_ms > ts:
         inv.execute_at = cmd.execute_at_ms
-        _set_timer(state, Timer(f"invoke:{inv.invocation_id}", cmd.execute_at_ms, "invoke",
-                                inv.invocation_id), out)
+        _set_timer(state, Timer.at(TimerId(TimerKind.INVOKE, inv.invocation_id),
+                                   cmd.execute_at_ms), out)
         return
     _enqueue_or_start(state, inv, ts, out)
 
@@ -194,8 +207,10 @@ def _enqueue_or_start(state: PartitionState, inv: Invocation, ts: int, out: Acti
             state.inbox_seq += 1
             state.inbox_seqs[inv.invocation_id] = state.inbox_seq
             state.inboxes.setdefault(lock, deque()).append(inv.invocation_id)
+            state.changes.mark(Keyed.INBOXES, lock)
             return
         state.locks[lock] = inv.invocation_id
+        state.changes.mark(Keyed.LOCKS, lock)
     _start_attempt(inv, ts, out)
 
 
@@ -216,7 +231,7 @@ def _start_attempt(inv: Invocation, ts: int, out: Actions) -> None:
 
 def _running(state: PartitionState, inv_id: str, epoch: int, out: Actions) -> Invocation | None:
     """The invocation if `epoch` is its current, running attempt; else fence the command."""
-    inv = state.invocations.get(inv_id)
+    inv = _inv(state, inv_id)
     if inv is None or inv.status != INVOKED or inv.epoch != epoch:
         out.append(a.Rejected(inv_id, f"stale or unknown attempt (epoch {epoch})"))
         return None
@@ -242,14 +257,15 @@ def _complete(
     inv.waiting_completions = []
     inv.waiting_signals = []
     inv.waiting_named_signals = []
-    _drop_timers(state, inv.invocation_id, kinds=("invoke", "retry", "sleep"))
+    _drop_timers(state, inv.invocation_id,
+                 kinds=(TimerKind.INVOKE, TimerKind.RETRY, TimerKind.SLEEP))
     _remove_from_inbox(state, inv)
     out.append(a.InvocationCompleted(inv.invocation_id, value, failure, inv.output_stacktrace))
     if inv.caller_id is not None and inv.caller_completion_id is not None:
         t, raw = j.call_completion(inv.caller_completion_id, value, failure)
         _send(state, ts, inv.caller_id, c.Notify(inv.caller_id, t, raw), out)
     for waiter_id, completion_id, mode in inv.attached:
-        if mode == "call":
+        if mode == c.AttachMode.CALL:
             t, raw = j.call_completion(completion_id, value, failure)
         else:
             t, raw = j.attach_completion(completion_id, value, failure)
@@ -263,8 +279,8 @@ def _complete(
     if keep <= 0:
         _delete(state, inv)
     else:
-        _set_timer(state, Timer(f"cleanup:{inv.invocation_id}", ts + keep, "cleanup",
-                                inv.invocation_id), out)
+        _set_timer(state, Timer.at(TimerId(TimerKind.CLEANUP, inv.invocation_id), ts + keep),
+                   out)
 
 
 def _release_lock(state: PartitionState, inv: Invocation, ts: int, out: Actions) -> None:
@@ -272,9 +288,11 @@ def _release_lock(state: PartitionState, inv: Invocation, ts: int, out: Actions)
     if state.locks.get(lock) != inv.invocation_id:
         return
     del state.locks[lock]
+    state.changes.mark(Keyed.LOCKS, lock)
+    state.changes.mark(Keyed.INBOXES, lock)
     queue = state.inboxes.get(lock)
     while queue:
-        nxt = state.invocations.get(queue.popleft())
+        nxt = _inv(state, queue.popleft())
         if nxt is None or nxt.status != INBOXED:
             continue
         state.inbox_seqs.pop(nxt.invocation_id, None)
@@ -289,6 +307,7 @@ def _remove_from_inbox(state: PartitionState, inv: Invocation) -> None:
     if state.inbox_seqs.pop(inv.invocation_id, None) is None:
         return
     lock = (inv.service, inv.key)
+    state.changes.mark(Keyed.INBOXES, lock)
     queue = state.inboxes.get(lock)
     if queue is not None:
         try:
@@ -301,11 +320,13 @@ def _remove_from_inbox(state: PartitionState, inv: Invocation) -> None:
 
 def _delete(state: PartitionState, inv: Invocation) -> None:
     state.invocations.pop(inv.invocation_id, None)
+    state.changes.mark(Keyed.INVOCATIONS, inv.invocation_id)
     if inv.idempotency_key is not None:
         idem = (inv.service, inv.key, inv.handler, inv.idempotency_key)
         if state.idempotency.get(idem) == inv.invocation_id:
             del state.idempotency[idem]
-    _drop_timers(state, inv.invocation_id, kinds=("invoke", "retry", "sleep", "cleanup"))
+            state.changes.mark(Keyed.IDEMPOTENCY, idem)
+    _drop_timers(state, inv.invocation_id, kinds=tuple(TimerKind))
 
 
 # --- attempts ----------------------------------------------------------------------------------
@@ -345,12 +366,12 @@ def _attempt_failed(state: PartitionState, ts: int, cmd: c.AttemptFailed, out: A
     inv.last_failure_command_index = cmd.related_command_index
     inv.last_failure_command_name = cmd.related_command_name
     inv.last_failure_command_type = cmd.related_command_type
-    if cmd.then == "retry":
+    if cmd.then == c.AttemptOutcome.RETRY:
         inv.status = BACKING_OFF
         inv.next_retry_at = cmd.retry_at_ms
-        _set_timer(state, Timer(f"retry:{inv.invocation_id}", cmd.retry_at_ms, "retry",
-                                inv.invocation_id, epoch=inv.epoch), out)
-    elif cmd.then == "pause":
+        _set_timer(state, Timer.at(TimerId(TimerKind.RETRY, inv.invocation_id),
+                                   cmd.retry_at_ms, epoch=inv.epoch), out)
+    elif cmd.then == c.AttemptOutcome.PAUSE:
         inv.status = PAUSED
     else:  # kill | fail: the invocation ends with this failure
         inv.output_stacktrace = cmd.stacktrace
@@ -379,6 +400,8 @@ def _command_effect(
     t = cmd.entry_type
     msg = j.decode(t, cmd.raw)
     lock = (inv.service, inv.key)
+    if t in (j.SET_STATE, j.CLEAR_STATE, j.CLEAR_ALL_STATE):
+        state.changes.mark(Keyed.KV, lock)
     if t == j.OUTPUT:
         inv.output_value, inv.output_failure = j.result_of(msg)
     elif t == j.SET_STATE:
@@ -401,10 +424,10 @@ def _command_effect(
     elif t in (j.GET_PROMISE, j.PEEK_PROMISE, j.COMPLETE_PROMISE):
         _promise_command(state, inv, ts, t, msg, out)
     elif t == j.SLEEP:
-        tid = f"sleep:{inv.invocation_id}:{msg.result_completion_id}"
-        inv.sleep_timers.append(msg.result_completion_id)
-        _set_timer(state, Timer(tid, msg.wake_up_time, "sleep", inv.invocation_id,
-                                completion_id=msg.result_completion_id), out)
+        cid = msg.result_completion_id
+        inv.sleep_timers.append(cid)
+        _set_timer(state, Timer.at(TimerId(TimerKind.SLEEP, inv.invocation_id, cid),
+                                   msg.wake_up_time), out)
     elif t in (j.CALL, j.ONE_WAY_CALL):
         _call(state, inv, ts, t, msg, cmd, out)
     elif t == j.SEND_SIGNAL:
@@ -424,10 +447,10 @@ def _command_effect(
         _send(state, ts, target, c.Notify(target, nt, raw), out)
     elif t in (j.ATTACH_INVOCATION, j.GET_INVOCATION_OUTPUT):
         target = j.attach_target_id(msg)
-        mode = "attach" if t == j.ATTACH_INVOCATION else "output"
+        mode = c.AttachMode.ATTACH if t == j.ATTACH_INVOCATION else c.AttachMode.OUTPUT
         if not ids.is_invocation_id(target):  # answer, rather than leave the handler waiting
             failure = (400, f"bad invocation id {target!r}")
-            note = (j.attach_completion if mode == "attach" else j.output_completion)(
+            note = (j.attach_completion if mode == c.AttachMode.ATTACH else j.output_completion)(
                 msg.result_completion_id, None, failure)
             _local_notify(state, inv, ts, note, out)
             return
@@ -484,6 +507,7 @@ def _promise_command(
     state: PartitionState, inv: Invocation, ts: int, t: int, msg: j.Message, out: Actions
 ) -> None:
     pkey = (inv.service, inv.key, msg.key)
+    state.changes.mark(Keyed.PROMISES, pkey)
     promise = state.promises.get(pkey)
     cid = msg.result_completion_id
     if t == j.GET_PROMISE:
@@ -517,8 +541,8 @@ def _promise_command(
 
 
 def _attach_request(state: PartitionState, ts: int, cmd: c.AttachRequest, out: Actions) -> None:
-    target = state.invocations.get(cmd.target_id)
-    attach = cmd.mode in ("attach", "call")
+    target = _inv(state, cmd.target_id)
+    attach = cmd.mode in (c.AttachMode.ATTACH, c.AttachMode.CALL)
     if target is not None and target.status == COMPLETED:
         value, failure = target.output_value, target.output_failure
     elif target is None:
@@ -528,7 +552,7 @@ def _attach_request(state: PartitionState, ts: int, cmd: c.AttachRequest, out: A
         return
     else:
         value, failure = None, None  # not finished yet: void
-    if cmd.mode == "call":
+    if cmd.mode == c.AttachMode.CALL:
         nt, raw = j.call_completion(cmd.completion_id, value, failure)
     elif attach:
         nt, raw = j.attach_completion(cmd.completion_id, value, failure)
@@ -571,7 +595,7 @@ def _notify(
 
 
 def _cancel(state: PartitionState, ts: int, inv_id: str, out: Actions) -> None:
-    inv = state.invocations.get(inv_id)
+    inv = _inv(state, inv_id)
     if inv is None or inv.status == COMPLETED:
         out.append(a.Rejected(inv_id, "no live invocation to cancel"))
         return
@@ -581,12 +605,12 @@ def _cancel(state: PartitionState, ts: int, inv_id: str, out: Actions) -> None:
     t, raw = j.cancel_signal()
     _notify(state, inv, ts, t, raw, out)
     if inv.status in (BACKING_OFF, PAUSED):
-        _drop_timers(state, inv.invocation_id, kinds=("retry",))
+        _drop_timers(state, inv.invocation_id, kinds=(TimerKind.RETRY,))
         _start_attempt(inv, ts, out)
 
 
 def _kill(state: PartitionState, ts: int, inv_id: str, out: Actions) -> None:
-    inv = state.invocations.get(inv_id)
+    inv = _inv(state, inv_id)
     if inv is None or inv.status == COMPLETED:
         out.append(a.Rejected(inv_id, "no live invocation to kill"))
         return
@@ -604,40 +628,47 @@ def _kill(state: PartitionState, ts: int, inv_id: str, out: Actions) -> None:
 
 def _set_timer(state: PartitionState, timer: Timer, out: Actions) -> None:
     state.timers[timer.timer_id] = timer
+    state.changes.mark(Keyed.TIMERS, timer.timer_id)
     out.append(a.TimerSet(timer.timer_id, timer.fire_at))
 
 
-def _drop_timers(state: PartitionState, inv_id: str, kinds: tuple[str, ...]) -> None:
+def _drop_timers(state: PartitionState, inv_id: str, kinds: tuple[TimerKind, ...]) -> None:
     for kind in kinds:
-        if kind == "sleep":
-            inv = state.invocations.get(inv_id)
+        if kind == TimerKind.SLEEP:
+            inv = _inv(state, inv_id)
             if inv is not None:  # its own list: no scan over every timer of the partition
                 for cid in inv.sleep_timers:
-                    state.timers.pop(f"sleep:{inv_id}:{cid}", None)
+                    _drop_timer(state, TimerId(kind, inv_id, cid))
                 inv.sleep_timers = []
         else:
-            state.timers.pop(f"{kind}:{inv_id}", None)
+            _drop_timer(state, TimerId(kind, inv_id))
+
+
+def _drop_timer(state: PartitionState, tid: TimerId) -> None:
+    if state.timers.pop(tid.key, None) is not None:
+        state.changes.mark(Keyed.TIMERS, tid.key)
 
 
 def _timer_fired(state: PartitionState, ts: int, timer_id: str, out: Actions) -> None:
     timer = state.timers.pop(timer_id, None)
     if timer is None:
         return  # fired before, or cancelled
-    inv = state.invocations.get(timer.invocation_id)
+    state.changes.mark(Keyed.TIMERS, timer_id)
+    inv = _inv(state, timer.invocation_id)
     if inv is None:
         return
-    if timer.kind == "sleep":
+    if timer.kind == TimerKind.SLEEP:
         if timer.completion_id in inv.sleep_timers:
             inv.sleep_timers.remove(timer.completion_id)
         if inv.status != COMPLETED:
             _local_notify(state, inv, ts, j.sleep_completion(timer.completion_id), out)
-    elif timer.kind == "invoke":
+    elif timer.kind == TimerKind.INVOKE:
         if inv.status == SCHEDULED:
             _enqueue_or_start(state, inv, ts, out)
-    elif timer.kind == "retry":
+    elif timer.kind == TimerKind.RETRY:
         if inv.status == BACKING_OFF and inv.epoch == timer.epoch:
             _start_attempt(inv, ts, out)
-    elif timer.kind == "cleanup" and inv.status == COMPLETED:
+    elif timer.kind == TimerKind.CLEANUP and inv.status == COMPLETED:
         _delete(state, inv)
 
 

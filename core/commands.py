@@ -9,6 +9,8 @@ records still decode. `ts_ms` is the proposer's clock reading, carried in the re
 from __future__ import annotations
 
 import dataclasses
+import enum
+import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -19,6 +21,23 @@ FORMAT_VERSION = 1
 
 class CommandDecodeError(ValueError):
     """A log payload that is not a command of a known format."""
+
+
+class AttemptOutcome(enum.StrEnum):
+    """What follows a failed attempt, decided by the proposer from the retry policy."""
+
+    RETRY = "retry"  # back off, then a new attempt
+    PAUSE = "pause"  # wait for a resume
+    KILL = "kill"  # the retry policy gave up: end with this failure
+    FAIL = "fail"  # the SDK said the failure is terminal for this attempt's error
+
+
+class AttachMode(enum.StrEnum):
+    """How a waiter wants another invocation's result."""
+
+    ATTACH = "attach"  # when it completes (AttachInvocation)
+    OUTPUT = "output"  # now, or void if it has not completed (GetInvocationOutput)
+    CALL = "call"  # when it completes, as a call's result (an idempotent or workflow call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +129,7 @@ class AttemptFailed:
     related_command_name: str | None = None
     related_command_type: int | None = None
     # What follows the failure, decided by the proposer from the retry policy:
-    then: str = "retry"  # retry | pause | kill | fail
+    then: AttemptOutcome = AttemptOutcome.RETRY
     retry_at_ms: int = 0
 
 
@@ -204,7 +223,7 @@ class AttachRequest:
     target_id: str
     waiter_id: str
     completion_id: int
-    mode: str = "attach"  # attach | output
+    mode: AttachMode = AttachMode.ATTACH
 
 
 Command = (
@@ -224,6 +243,18 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
 }
 # Fields whose msgpack form (lists) must become tuples again on decode.
 _PAIR_FIELDS = {"headers", "sets", "additional_headers"}
+
+
+def _enum_fields(cls: type[Any]) -> dict[str, type[enum.StrEnum]]:
+    """Fields that hold a StrEnum: stored as their text, decoded back to the enum."""
+    hints = typing.get_type_hints(cls)
+    return {n: h for n, h in hints.items()
+            if isinstance(h, type) and issubclass(h, enum.StrEnum)}
+
+
+_ENUM_FIELDS: dict[type[Any], dict[str, type[enum.StrEnum]]] = {
+    cls: e for cls in _CLASSES if (e := _enum_fields(cls))
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,8 +288,11 @@ def decode(payload: bytes) -> Envelope:
     for name in _PAIR_FIELDS.intersection(kwargs):
         kwargs[name] = [tuple(p) for p in kwargs[name]]
     try:
+        for name, enum_type in _ENUM_FIELDS.get(cls, {}).items():
+            if name in kwargs:
+                kwargs[name] = enum_type(kwargs[name])
         return Envelope(ts_ms, cls(**kwargs))
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise CommandDecodeError(f"{cls.__name__}: {e}") from e
 
 

@@ -477,13 +477,14 @@ class Invoker:
         now = self.server.clock.now_ms()
         retry_at = 0
         if err.behavior == pm.ErrorBehavior.PAUSE:
-            then = "pause"
+            then = c.AttemptOutcome.PAUSE
         elif err.behavior == pm.ErrorBehavior.FAIL:
-            then = "fail"
+            then = c.AttemptOutcome.FAIL
         elif policy.max_attempts is not None and failures >= policy.max_attempts:
-            then = "pause" if policy.on_max_attempts == OnMaxAttempts.PAUSE else "kill"
+            then = (c.AttemptOutcome.PAUSE if policy.on_max_attempts == OnMaxAttempts.PAUSE
+                    else c.AttemptOutcome.KILL)
         else:
-            then = "retry"
+            then = c.AttemptOutcome.RETRY
             if err.next_retry_delay is not None:
                 delay = err.next_retry_delay
             else:

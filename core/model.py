@@ -1,8 +1,8 @@
 """A partition's materialized state: what `apply` reads and writes.
 
-Plain Python structures, owned by one partition processor (its single writer). The Arrow views
-for SQL and the snapshot files are made from these by `rstq.core.tables`; replaying the log from
-a snapshot rebuilds exactly the same structures.
+Plain Python structures, owned by one partition processor (its single writer). The snapshot
+files are made from these by `rstq.core.snapshot`, the SQL views by `rstq.query.tables` (which
+follows `changes`); replaying the log from a snapshot rebuilds exactly the same structures.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
+
+from rstq.core.changes import ChangeSet
+from rstq.core.commands import AttachMode
 
 
 class Status(enum.StrEnum):
@@ -98,8 +101,8 @@ class Invocation:
     output_failure: tuple[int, str] | None = None
     output_stacktrace: str = ""  # when the retry policy ended it with the last error
     sleep_timers: list[int] = field(default_factory=list)  # completion ids with a sleep timer
-    # Invocations waiting on this one's result: (invocation id, completion id, attach|call).
-    attached: list[tuple[str, int, str]] = field(default_factory=list)
+    # Invocations waiting on this one's result: (invocation id, completion id, how).
+    attached: list[tuple[str, int, AttachMode]] = field(default_factory=list)
 
     @property
     def target(self) -> str:
@@ -116,14 +119,42 @@ class Invocation:
         return self.keyed and self.handler_ty in ("exclusive", "workflow", "")
 
 
+class TimerKind(enum.StrEnum):
+    SLEEP = "sleep"  # a Sleep command: completes `completion_id`
+    INVOKE = "invoke"  # a delayed invocation's start
+    RETRY = "retry"  # the next attempt after a backoff
+    CLEANUP = "cleanup"  # the end of a completed invocation's retention
+
+
+@dataclass(frozen=True, slots=True)
+class TimerId:
+    """Who a timer is for. Its `key` (`kind:invocation[:completion]`) is the timer's key in
+    `PartitionState.timers` and what `TimerFired` carries in the log: a partition has at most
+    one timer of each kind per invocation, and one per sleep."""
+
+    kind: TimerKind
+    invocation_id: str
+    completion_id: int | None = None  # sleep only
+
+    @property
+    def key(self) -> str:
+        if self.completion_id is None:
+            return f"{self.kind}:{self.invocation_id}"
+        return f"{self.kind}:{self.invocation_id}:{self.completion_id}"
+
+
 @dataclass(slots=True)
 class Timer:
-    timer_id: str
+    timer_id: str  # TimerId.key
     fire_at: int
-    kind: str  # sleep | invoke | retry | cleanup
+    kind: TimerKind
     invocation_id: str
     completion_id: int = 0  # for sleep
     epoch: int = 0  # for retry: only fires the attempt it was set for
+
+    @classmethod
+    def at(cls, tid: TimerId, fire_at: int, epoch: int = 0) -> Timer:
+        return cls(tid.key, fire_at, tid.kind, tid.invocation_id, tid.completion_id or 0, epoch)
 
 
 @dataclass(slots=True)
@@ -166,3 +197,5 @@ class PartitionState:
     promises: dict[tuple[str, str, str], Promise] = field(default_factory=dict)
     # (service, key, handler, idempotency key) -> invocation id
     idempotency: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
+    # Which keys of the tables above apply changed (not state: never snapshotted or compared).
+    changes: ChangeSet = field(default_factory=ChangeSet, compare=False, repr=False)

@@ -35,10 +35,10 @@ def render() -> str:
     out = [
         "# SQL tables",
         "",
-        "Generated from `query/tables.py` by `python -m rstq.query.docs`; do not edit (a test",
-        "checks it is up to date). Query them with `rstq sql`, `POST /query` on the admin port,",
-        "the Postgres wire endpoint, or `rstq.query` in Python. Tables that Restate 1.7 also has",
-        "keep its column names, order, types and meaning.",
+        "Generated from the table modules (`query/tables/`) by `python -m rstq.query.docs`; do not",
+        "edit (a test checks it is up to date). Query them with `rstq sql`, `POST /query` on the",
+        "admin port, the Postgres wire endpoint, or `rstq.query` in Python. Tables that Restate",
+        "1.7 also has keep its column names, order, types and meaning.",
         "",
     ]
     for t in TABLES:

@@ -29,7 +29,8 @@ from datafusion.catalog import CatalogProvider, SchemaProvider, Table
 from rstq.query import tables as t
 from rstq.query.api import QueryError, TableDef
 from rstq.query.governor import CpuMeter, Governor
-from rstq.query.views import STORE_NAMES, Cols, Node, Snapshot, to_batch
+from rstq.query.tables.base import Cols, Kind, Select, to_batch
+from rstq.query.views import STORE_NAMES, Node, Snapshot
 
 if TYPE_CHECKING:
     from rstq.query.source import Materializer
@@ -37,59 +38,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 CATALOG = "restate"
 SCHEMA = "public"
-
-# --- how each table is read from the stores ----------------------------------------------------
-
-class Select:
-    """A table read from a store: its columns are store columns `names` (in order), keeping
-    the rows where `where` is not NULL."""
-
-    def __init__(self, table: TableDef, names: Sequence[str], where: str | None = None
-                 ) -> None:
-        self.table, self.names, self.where = table, list(names), where
-        self._by_table = dict(zip(table.schema.names, self.names, strict=True))
-
-    def __call__(self, b: pa.RecordBatch) -> pa.RecordBatch:
-        if self.where is not None:
-            b = b.filter(pc.is_valid(b.column(self.where)))
-        return pa.RecordBatch.from_arrays([b.column(n) for n in self.names],
-                                          schema=self.table.schema)
-
-    def store_columns(self, cols: Cols) -> Cols:
-        """The store columns needed for the table columns `cols`."""
-        if cols is None:
-            return None
-        out = {self._by_table[c] for c in cols}
-        if self.where is not None:
-            out.add(self.where)
-        return frozenset(out)
-
-
-def _status_names() -> list[str]:
-    return ["_raw_status" if c.name == "status" else c.name
-            for c in t.SYS_INVOCATION_STATUS.columns]
-
-
-SOURCES: dict[str, tuple[str, Select | None]] = {
-    t.SYS_INVOCATION.name: ("invocations", Select(
-        t.SYS_INVOCATION, [c.name for c in t.SYS_INVOCATION.columns])),
-    t.SYS_INVOCATION_STATUS.name: ("invocations", Select(
-        t.SYS_INVOCATION_STATUS, _status_names())),
-    t.SYS_INVOCATION_STATE.name: ("invocations", Select(
-        t.SYS_INVOCATION_STATE, [c.name for c in t.SYS_INVOCATION_STATE.columns],
-        where="in_flight")),
-    t.SYS_STATUS.name: ("invocations", Select(t.SYS_STATUS, [
-        "target_service_name", "target_handler_name", "id", "status",
-        "invoked_by_service_name", "invoked_by_id"])),
-    t.SYS_JOURNAL.name: ("journal", None),
-    t.STATE.name: ("state", None),
-    t.SYS_INBOX.name: ("inbox", None),
-    t.SYS_KEYED_SERVICE_STATUS.name: ("locks", None),
-    t.SYS_TIMER.name: ("timers", None),
-    t.SYS_PROMISE.name: ("promises", None),
-    t.SYS_IDEMPOTENCY.name: ("idempotency", None),
-}
-
 
 def named_tables(query: str | None) -> list[TableDef]:
     """The tables a query may read: those whose name appears in its text (a query can only
@@ -126,7 +74,8 @@ def columns_read(td: TableDef, words: frozenset[str] | None) -> Cols:
 
 def needed_stores(query: str | None) -> frozenset[str]:
     """The view stores the tables named by `query` read from."""
-    return frozenset(SOURCES[td.name][0] for td in named_tables(query) if td.name in SOURCES)
+    reads = (t.READS[td.name] for td in named_tables(query))
+    return frozenset(r.store.name for r in reads if r.store is not None)
 
 
 @dataclass
@@ -432,7 +381,11 @@ class Engine:
             if td.name not in named:
                 out[td.name] = self._empty(td)
                 continue
+            kind = t.READS[td.name].kind
             live = self.live_tables.get(td.name)
+            if kind == Kind.LIVE and live is None:
+                out[td.name] = self._empty(td)  # its plugin is not there (e.g. no tracing)
+                continue
             if live is not None:
                 # Truncating casts: span clocks are ns, our timestamp columns ms.
                 table = live()
@@ -440,17 +393,18 @@ class Engine:
                 batches = pa.Table.from_arrays(arrays, schema=td.schema).to_batches()
                 out[td.name] = self._provider(td.name, [batches or [to_batch(td.schema, [])]])
                 continue
-            small = snap.small.get(td.name)
-            if small is not None:
+            if kind == Kind.SMALL:
+                small = snap.small[td.name]
                 out[td.name] = self._table(td, small, [[small]])
                 continue
             out[td.name] = self._store_table(snap, td, columns_read(td, words))
         return out
 
     def _store_table(self, snap: Snapshot, td: TableDef, cols: Cols) -> Table:
-        store, derive = SOURCES[td.name]
-        nodes = snap.stores[store]
-        return self._table(td, nodes, (nodes, derive, cols))
+        read = t.READS[td.name]
+        assert read.store is not None
+        nodes = snap.stores[read.store.name]
+        return self._table(td, nodes, (nodes, read.select, cols))
 
     def _table(self, td: TableDef, key: tuple[tuple[Node, ...], ...] | pa.RecordBatch,
                parts: list[list[pa.RecordBatch]] | tuple[tuple[tuple[Node, ...], ...],

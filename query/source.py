@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from rstq.core.model import PartitionState
-from rstq.core.partitioning import MAX_PARTITION_KEY
 from rstq.query import tables as t
 from rstq.query.governor import CpuMeter
-from rstq.query.views import STORES, PartitionViews, Snapshot, to_batch
+from rstq.query.tables import STORES, sys_deployment, sys_journal_events, sys_partition, sys_service
+from rstq.query.tables.base import RowContext
+from rstq.query.views import PartitionViews, Snapshot
 
 if TYPE_CHECKING:
     from rstq.core.schema import Schema
@@ -38,7 +39,7 @@ class PartitionSource:
 class Materializer:
     def __init__(self, in_flight: Callable[[str], bool] | None = None) -> None:
         # An INVOKED invocation is `running` when an attempt runs, else `ready`.
-        self.in_flight = in_flight or (lambda _id: False)
+        self.rows = RowContext(in_flight) if in_flight is not None else RowContext()
         self.views: list[PartitionViews] = []
         self._snapshot: Snapshot | None = None
         self._schema_key: tuple[int, int] | None = None
@@ -64,7 +65,7 @@ class Materializer:
             for pv, src in zip(views, parts, strict=True):
                 if src.state is not pv.state or pv.behind(stores):
                     with CpuMeter() as cpu:
-                        pv.refresh(src.state, src.version, self.in_flight, budget, stores)
+                        pv.refresh(src.state, src.version, self.rows, budget, stores)
                     self.cpu_s += cpu.total
                     busy = busy or pv.behind(stores)
                     await asyncio.sleep(0)
@@ -89,7 +90,7 @@ class Materializer:
               stores: Collection[str] | None) -> Snapshot:
         views = self._views(len(parts))
         for pv, src in zip(views, parts, strict=True):
-            pv.refresh(src.state, src.version, self.in_flight, stores=stores)
+            pv.refresh(src.state, src.version, self.rows, stores=stores)
         changed = False
         skey = (id(schema), schema.version) if schema is not None else (0, 0)
         if skey != self._schema_key:
@@ -106,9 +107,8 @@ class Materializer:
             return self._snapshot
         self.generation += 1
         small = dict(self._schema_tables)
-        small[t.SYS_PARTITION.name] = partition_table(parts, self.views)
-        small[t.SYS_JOURNAL_EVENTS.name] = to_batch(t.SYS_JOURNAL_EVENTS.schema, [])
-        small[t.SYS_SPAN.name] = to_batch(t.SYS_SPAN.schema, [])  # live when tracing is on
+        small[t.SYS_PARTITION.name] = sys_partition.batch(parts, [v.version for v in views])
+        small[t.SYS_JOURNAL_EVENTS.name] = sys_journal_events.batch()
         all_stores = {s.name: tuple(pv.lanes[s.name].nodes for pv in views) for s in STORES}
         self._snapshot = Snapshot(self.generation, all_stores, small,
                                   tuple(p.version for p in parts))
@@ -116,33 +116,8 @@ class Materializer:
 
 
 def schema_tables(schema: Schema | None) -> dict[str, pa.RecordBatch]:
-    services = []
-    deployments = []
-    if schema is not None:
-        for s in sorted(schema.services.values(), key=lambda s: s.name):
-            services.append((s.name, s.revision, s.public, s.ty, s.deployment_id))
-        for d in sorted(schema.deployments.values(), key=lambda d: d.created_at):
-            deployments.append((d.deployment_id, "http", d.uri, d.created_at,
-                                d.manifest.min_protocol_version,
-                                d.manifest.max_protocol_version, d.services))
-    return {
-        t.SYS_SERVICE.name: to_batch(t.SYS_SERVICE.schema, services),
-        t.SYS_DEPLOYMENT.name: to_batch(t.SYS_DEPLOYMENT.schema, deployments),
-    }
-
-
-def partition_table(parts: Sequence[PartitionSource], views: Sequence[PartitionViews]
-                    ) -> pa.RecordBatch:
-    n = len(parts)
-    rows = []
-    for i, src in enumerate(parts):
-        start = -(-(i << 64) // n)  # ceil: partition_of(pk) = (pk * n) >> 64
-        end = min(-(-((i + 1) << 64) // n) - 1, MAX_PARTITION_KEY)
-        st = src.state
-        rows.append((i, start, end, st.applied_lsn, src.durable_lsn, src.first_lsn,
-                     src.snapshot_lsn, 1, "local", len(st.invocations),
-                     views[i].version if i < len(views) else None))
-    return to_batch(t.SYS_PARTITION.schema, rows)
+    return {t.SYS_SERVICE.name: sys_service.batch(schema),
+            t.SYS_DEPLOYMENT.name: sys_deployment.batch(schema)}
 
 
 def server_sources(server: Server) -> list[PartitionSource]:

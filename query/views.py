@@ -2,7 +2,8 @@
 
 Each store (invocations, journal, state, ...) keeps, per partition, a short list of immutable
 *nodes*; a node is a set of rows owned by a set of keys (invocation ids, (service, key), ...).
-A refresh takes the keys that `apply` touched since the last one (query/changes.py), rebuilds
+A refresh takes the keys that `apply` marked since the last one (the partition's change feed,
+`rstq.core.changes`), rebuilds
 the rows of just those keys into one new node, and marks those keys dead in the older nodes.
 Small nodes are merged (tiered, so a row is merged O(log n) times).
 
@@ -26,16 +27,16 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from rstq.core.changes import Keyed
 from rstq.core.model import PartitionState
-from rstq.query import rows as r
-from rstq.query import tables as t
-from rstq.query.changes import TRACKED_FIELDS, track, tracked
+from rstq.query.tables import STORES
+from rstq.query.tables.base import Cols, Expand, Row, RowContext, Store
 
 MERGE_RATIO = 2  # merge the newest node into the previous one while it is <= this times bigger
 MAX_NODES = 16  # per store and partition
@@ -71,7 +72,6 @@ _held_since = _HeldSince()
 
 BIG_NODE = 4096  # nodes of at least this many rows are built whole (then their inputs go)
 
-Cols = frozenset[str] | None  # the columns a reader needs; None: all
 
 
 class Shape:
@@ -112,7 +112,7 @@ class Node:
         self._shape = shape(schema)
         self.size = size  # rows (an estimate until built: dead keys may own several)
         self.full = False
-        self._rows: list[r.Row] | None = None
+        self._rows: list[Row] | None = None
         self._keys: list[str] | None = None
         self._expand: Expand | None = None
         self._deferred: frozenset[str] = frozenset()
@@ -127,7 +127,7 @@ class Node:
         self._lock = threading.Lock()
 
     @classmethod
-    def of_rows(cls, schema: pa.Schema, rows: list[r.Row], keys: list[str],
+    def of_rows(cls, schema: pa.Schema, rows: list[Row], keys: list[str],
                 expand: Expand | None = None, deferred: frozenset[str] = frozenset()
                 ) -> Node:
         """`expand`, when given, turns `rows` into (columns, keys) at materialization; the
@@ -154,13 +154,13 @@ class Node:
         n._expand, n._deferred = parts[0]._expand, parts[0]._deferred
         return n
 
-    def source(self) -> tuple[list[str], list[r.Row]] | None:
+    def source(self) -> tuple[list[str], list[Row]] | None:
         """The Python rows behind this node's rows, in order, with the key of each; None
         once some node below has let its rows go (it was built whole)."""
         with self._lock:
             return self._source()
 
-    def _source(self) -> tuple[list[str], list[r.Row]] | None:
+    def _source(self) -> tuple[list[str], list[Row]] | None:
         if self._rows is not None:
             if self._keys is not None:
                 return self._keys, self._rows
@@ -175,7 +175,7 @@ class Node:
         if self._parts is None:
             return None
         keys: list[str] = []
-        rows: list[r.Row] = []
+        rows: list[Row] = []
         for p in self._parts:
             src = p.source()
             if src is None:
@@ -329,21 +329,6 @@ class Node:
             self._keyarr = pa.array(keys, pa.large_utf8())
 
 
-def to_batch(schema: pa.Schema, rows: Sequence[r.Row]) -> pa.RecordBatch:
-    if not rows:
-        return pa.RecordBatch.from_pylist([], schema=schema)
-    return columns_to_batch(schema, list(zip(*rows, strict=True)))
-
-
-def columns_to_batch(schema: pa.Schema, cols: Sequence[Sequence[Any]]) -> pa.RecordBatch:
-    arrays = [pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)]
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-# (rows, wanted columns) -> ({column: values} with at least the wanted ones, keys)
-Expand = Callable[[list[r.Row], frozenset[str]], tuple[dict[str, list[Any]], list[str]]]
-
-
 class Lane:
     """One store's nodes in one partition, with the live keys of each (writer side only)."""
 
@@ -366,7 +351,7 @@ class Lane:
     def shown_keys(self) -> set[str]:
         return set().union(*(keys for _, keys in self.parts))
 
-    def update(self, changed: dict[str, list[r.Row]]) -> None:
+    def update(self, changed: dict[str, list[Row]]) -> None:
         if not changed:
             return
         dirty = set(changed)
@@ -379,7 +364,7 @@ class Lane:
                     continue
                 node = node.without(hit)
             parts.append((node, keys))
-        rows: list[r.Row] = []
+        rows: list[Row] = []
         rkeys: list[str] = []
         live: set[str] = set()
         for k, kr in changed.items():
@@ -417,31 +402,6 @@ def _compact(parts: list[tuple[Node, set[str]]]) -> list[tuple[Node, set[str]]]:
     return parts
 
 
-@dataclass(frozen=True)
-class Store:
-    name: str
-    schema: pa.Schema
-    source: str  # the tracked PartitionState field whose keys own the rows
-    expand: Expand | None = None  # rows are captured cheaply, expanded off the loop
-    deferred: frozenset[str] = frozenset()  # columns built only when read (see Node)
-
-    def lane(self) -> Lane:
-        return Lane(self.schema, self.expand, self.deferred)
-
-
-STORES = (
-    Store("invocations", t.INVOCATION_STORE.schema, "invocations"),
-    Store("journal", t.SYS_JOURNAL.schema, "invocations", r.journal_rows,
-          frozenset(r.DECODED_JOURNAL_COLUMNS)),
-    Store("state", t.STATE.schema, "kv"),
-    Store("inbox", t.SYS_INBOX.schema, "inboxes"),
-    Store("locks", t.SYS_KEYED_SERVICE_STATUS.schema, "locks"),
-    Store("timers", t.SYS_TIMER.schema, "timers"),
-    Store("promises", t.SYS_PROMISE.schema, "promises"),
-    Store("idempotency", t.SYS_IDEMPOTENCY.schema, "idempotency"),
-)
-
-
 @dataclass
 class ViewStats:
     refreshes: int = 0
@@ -452,6 +412,13 @@ class ViewStats:
 
 
 STORE_NAMES = frozenset(s.name for s in STORES)
+# The stores whose rows each keyed table of the state owns (the change feed's tables).
+_BY_SOURCE: dict[Keyed, tuple[Store, ...]] = {
+    k: tuple(s for s in STORES if s.source == k) for k in Keyed}
+
+
+def _lane(store: Store) -> Lane:
+    return Lane(store.schema, store.expand, store.deferred)
 PENDING_TRIM = 20_000  # trim a store's pending keys past this many (and past 2x its live keys)
 
 
@@ -467,7 +434,7 @@ class PartitionViews:
         self.partition_id = partition_id
         self.state: PartitionState | None = None
         self.version: int | None = None
-        self.lanes = {s.name: s.lane() for s in STORES}
+        self.lanes = {s.name: _lane(s) for s in STORES}
         self.stats = ViewStats()
         self.epoch = 0  # bumped whenever a lane changes: snapshots compare it
         # Keys seen changed but not rebuilt yet, per store.
@@ -478,14 +445,13 @@ class PartitionViews:
         return any(self.pending[n] for n in names)
 
     def drain(self, state: PartitionState) -> None:
-        """Move the keys `apply` touched into the stores' pending sets (call on the state's
-        thread). Cheap; the server calls it periodically so tracking never piles up."""
+        """Move the keys `apply` marked into the stores' pending sets (call on the state's
+        thread). Cheap; the server calls it periodically so the change feed never piles up."""
         if state is not self.state:
             return
-        for f in TRACKED_FIELDS:
-            keys = tracked(state, f).take()
+        for table, keys in state.changes.take().items():
             if keys:
-                for store in _BY_SOURCE[f]:
+                for store in _BY_SOURCE[table]:
                     self.pending[store.name] |= keys
         for store in STORES:
             pend = self.pending[store.name]
@@ -495,7 +461,7 @@ class PartitionViews:
     def _trim(self, state: PartitionState, store: Store, pend: set[Any]) -> None:
         """Forget pending keys that are neither in the state nor shown by the views."""
         lane = self.lanes[store.name]
-        live = dict.keys(getattr(state, store.source))
+        live = getattr(state, store.source.value).keys()
         if len(pend) <= 2 * (len(live) + lane.size):
             return
         before = len(pend)
@@ -506,7 +472,7 @@ class PartitionViews:
         self.stats.pending_trimmed += before - len(pend)
 
     def refresh(self, state: PartitionState, version: int | None,
-                in_flight: Callable[[str], bool], budget: int | None = None,
+                ctx: RowContext, budget: int | None = None,
                 stores: Iterable[str] | None = None) -> bool:
         """Bring `stores` (default: all) up to date with `state`; False when none changed.
 
@@ -519,11 +485,10 @@ class PartitionViews:
             return False
         self.stats.refreshes += 1
         if state is not self.state:  # first time, or the processor loaded a snapshot
-            track(state)
-            self.lanes = {s.name: s.lane() for s in STORES}
-            self.pending = {s.name: set(dict.keys(tracked(state, s.source))) for s in STORES}
-            for f in TRACKED_FIELDS:
-                tracked(state, f).take()
+            state.changes.enable()
+            state.changes.take()  # everything is rebuilt: what was marked before is moot
+            self.lanes = {s.name: _lane(s) for s in STORES}
+            self.pending = {s.name: set(s.keys(state)) for s in STORES}
             self.stats.full_rebuilds += 1
             self.state = state
             self.epoch += 1
@@ -542,7 +507,7 @@ class PartitionViews:
                 keys -= chunk
             else:
                 chunk, self.pending[store.name] = keys, set()
-            rows = {keystr(k): self._rows(store.name, state, k, in_flight) for k in chunk}
+            rows = {keystr(k): store.rows(state, k, ctx) for k in chunk}
             self.stats.keys_rebuilt += len(rows)
             self.stats.rows_built += sum(len(v) for v in rows.values())
             self.lanes[store.name].update(rows)
@@ -550,29 +515,6 @@ class PartitionViews:
         if changed:
             self.epoch += 1
         return changed
-
-    def _rows(self, store: str, state: PartitionState, key: Any,
-              in_flight: Callable[[str], bool]) -> list[r.Row]:
-        if store == "invocations":
-            inv = dict.get(state.invocations, key)
-            return [] if inv is None else [r.invocation_row(inv, in_flight(key))]
-        if store == "journal":
-            return r.journal_proto(dict.get(state.invocations, key))
-        builder = _BUILDERS[store]
-        return builder(state, key)
-
-
-_BY_SOURCE: dict[str, tuple[Store, ...]] = {
-    f: tuple(s for s in STORES if s.source == f) for f in TRACKED_FIELDS}
-
-_BUILDERS: dict[str, r.RowBuilder] = {
-    "state": r.kv_rows,
-    "inbox": r.inbox_rows,
-    "locks": r.lock_rows,
-    "timers": r.timer_rows,
-    "promises": r.promise_rows,
-    "idempotency": r.idempotency_rows,
-}
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,16 @@ sleeps, calls, runs, suspensions, failures, timers, cancel/kill/purge/pause/resu
 to a partition while every command's log payload is recorded. Then:
 (a) replaying the recorded log into a fresh state yields identical tables, and
 (b) a snapshot taken mid-run (through the Arrow snapshot codec) plus a replay of the tail
-    yields the same tables as the full replay.
+    yields the same tables as the full replay;
+(c) every command's change feed (`state.changes`) names every key of the keyed tables whose
+    value the command changed, added or removed (the SQL views rebuild only those).
 """
 
 from __future__ import annotations
+
+import copy
+from collections.abc import Hashable
+from typing import Any
 
 import hypothesis.strategies as st
 import pyarrow as pa
@@ -16,6 +22,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from rstq.core import commands as c
 from rstq.core.apply import apply
+from rstq.core.changes import Keyed
 from rstq.core.model import COMPLETED, INVOKED, PartitionState
 from rstq.core.partitioning import partition_key_for, partition_of
 from rstq.core.snapshot import state_to_tables, tables_to_state
@@ -46,6 +53,10 @@ def assert_same(x: PartitionState, y: PartitionState) -> None:
         assert dx[name].equals(dy[name]), f"table {name} differs"
 
 
+def changed_keys(before: dict[Any, Any], after: dict[Any, Any]) -> set[Hashable]:
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+
+
 def replay(log: list[bytes], start: PartitionState | None = None, from_lsn: int = 1,
            ) -> PartitionState:
     state = start if start is not None else PartitionState(0, PARTS)
@@ -58,6 +69,7 @@ class Workload(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.state = PartitionState(0, PARTS)
+        self.state.changes.enable()
         self.log: list[bytes] = []
         self.now = T0
         self.n = 0
@@ -69,7 +81,13 @@ class Workload(RuleBasedStateMachine):
         self.now += 7
         payload = c.encode(self.now, cmd)
         self.log.append(payload)
+        before = {t: copy.deepcopy(getattr(self.state, t.value)) for t in Keyed}
+        self.state.changes.take()
         apply(self.state, c.decode(payload), len(self.log))
+        marked = self.state.changes.take()
+        for t in Keyed:
+            unmarked = changed_keys(before[t], getattr(self.state, t.value)) - marked[t]
+            assert not unmarked, f"{type(cmd).__name__} changed {t} {unmarked} unmarked"
 
     def fresh_id(self, service: str, key: str | None, partition: int = 0) -> str:
         self.n += 1
@@ -138,7 +156,8 @@ class Workload(RuleBasedStateMachine):
             self.do(c.End(inv_id, ep))
         elif what.startswith("fail_"):
             then = what.removeprefix("fail_")
-            self.do(c.AttemptFailed(inv_id, ep, 500, "boom", then=then, retry_at_ms=self.now + 20))
+            self.do(c.AttemptFailed(inv_id, ep, 500, "boom", then=c.AttemptOutcome(then),
+                                    retry_at_ms=self.now + 20))
         elif what == "suspend":
             waiting = sorted({x for x in range(1, cid + 2)} - inv.completed_ids)[:2]
             self.do(c.Suspend(inv_id, ep, waiting, [1]))

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+from rstq.core.changes import Keyed
 from rstq.core.model import PartitionState
 from rstq.query import local_engine
+from rstq.query.api import Column
 from rstq.query.docs import render, type_name
-from rstq.query.tables import BY_NAME, TABLES
+from rstq.query.tables import BY_NAME, MODULES, REGISTRY, STORES, TABLES
+from rstq.query.tables.base import Kind, RowContext, Store, row_type
 
 HERE = Path(__file__).parent
 RESTATE = json.loads((HERE / "restate_1_7_columns.json").read_text())
@@ -58,3 +62,36 @@ def test_every_table_queryable_and_in_information_schema() -> None:
             assert by_table[t.name] == [(c.name, type_name(c.type)) for c in t.columns]
     finally:
         eng.close()
+
+
+def test_registry_one_module_per_table() -> None:
+    """Each table is declared in the module named after it (the invocation views share
+    invocations.py), and each store-backed table reads a store the views keep."""
+    for read in REGISTRY:
+        owner = next(m for m in MODULES if read in m.TABLES)
+        expected = "invocations" if read.table.name.startswith(("sys_invocation", "sys_status")) \
+            else read.table.name
+        assert owner.__name__.rsplit(".", 1)[1] == expected
+        if read.kind == Kind.STORE:
+            assert read.store in STORES
+    assert len({s.name for s in STORES}) == len(STORES)
+
+
+def test_row_constructors_are_by_name_and_complete() -> None:
+    make = row_type("Demo", (Column("a", pa.uint32(), "a"), Column("b", pa.uint32(), "b")))
+    assert make(b=2) == (None, 2)
+    with pytest.raises(TypeError):
+        make(c=3)  # not a column
+    with pytest.raises(TypeError):
+        make(1, 2)  # by keyword only
+    with pytest.raises(ValueError, match="identifier"):
+        row_type("Bad", (Column("not an id", pa.uint32(), "x"),))
+    state = PartitionState(0, 1)
+    for store in STORES:  # a missing key gives no rows, for every store
+        assert store.rows(state, _missing_key(store), RowContext()) == []
+
+
+def _missing_key(store: Store) -> object:
+    return {Keyed.INVOCATIONS: "inv_x", Keyed.TIMERS: "sleep:inv_x:1",
+            Keyed.PROMISES: ("W", "k", "p"),
+            Keyed.IDEMPOTENCY: ("S", "", "h", "i")}.get(store.source, ("S", "k"))
