@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 
 # rstq vs restate-server (and DBOS) side by side: bench/README.md. BENCH_ARGS=... for a subset.
 bench: $(STAMP)
-	$(PY) -m tests.support.restate_server install
+	$(PY) -m tests.support.harness.restate_server install
 	$(PY) bench/suite.py $(BENCH_ARGS)
 	$(PY) bench/log_append.py
 

@@ -41,9 +41,9 @@ from typing import Any, Protocol
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.support.restate_server import RestateServer, ensure_installed  # noqa: E402
-from tests.support.rstq_server import RstqServer  # noqa: E402
-from tests.support.service_proc import ServiceProcess  # noqa: E402
+from tests.support.harness.restate_server import RestateServer, ensure_installed  # noqa: E402
+from tests.support.harness.rstq_server import RstqServer  # noqa: E402
+from tests.support.harness.service_proc import ServiceProcess  # noqa: E402
 
 # Targets (issue): rstq greet throughput at 32 clients >= 2x restate-server's, greet p50 at one
 # client <= 0.5x restate-server's, rstq server CPU per greet invocation <= 0.6 ms.

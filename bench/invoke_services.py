@@ -11,7 +11,7 @@ from __future__ import annotations
 import restate
 from restate import Context, ObjectContext, Service, VirtualObject
 
-from tests.support.lifespan import with_lifespan
+from tests.support.apps.lifespan import with_lifespan
 
 
 def _greeter(name: str) -> VirtualObject:

@@ -26,8 +26,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH_DIR.parent), str(BENCH_DIR)]
 from invoke import stat_cpu_seconds  # noqa: E402
 
-from tests.support.rstq_server import RstqServer  # noqa: E402
-from tests.support.service_proc import ServiceProcess  # noqa: E402
+from tests.support.harness.rstq_server import RstqServer  # noqa: E402
+from tests.support.harness.service_proc import ServiceProcess  # noqa: E402
 
 QUERIES = ("SELECT status, count(*) FROM sys_invocation GROUP BY status",
            "SELECT count(*) FROM sys_journal", "SELECT count(*) FROM state",

@@ -50,10 +50,10 @@ from invoke import (  # noqa: E402
     self_cpu_seconds,
 )
 
-from tests.support.restate_server import VERSION as RESTATE_VERSION  # noqa: E402
-from tests.support.restate_server import free_port, spawn, stop_process_group  # noqa: E402
-from tests.support.rstq_server import RstqServer  # noqa: E402
-from tests.support.service_proc import ServiceProcess  # noqa: E402
+from tests.support.harness.restate_server import VERSION as RESTATE_VERSION  # noqa: E402
+from tests.support.harness.restate_server import free_port, spawn, stop_process_group  # noqa: E402
+from tests.support.harness.rstq_server import RstqServer  # noqa: E402
+from tests.support.harness.service_proc import ServiceProcess  # noqa: E402
 
 DBOS_VERSION = "3.4.0"
 RESULTS_DIR = BENCH_DIR / "results"

@@ -17,7 +17,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-from tests.support.lifespan import with_lifespan
+from tests.support.apps.lifespan import with_lifespan
 
 
 def build(sdk: ModuleType) -> list[Any]:

@@ -1,5 +1,5 @@
 """Chaos suite: the chaos service fixture, and the figures each test recorded
-(tests/support/chaos.py)."""
+(tests/support/harness/chaos.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.support import chaos
-from tests.support.hypercorn_proc import HypercornProcess
+from tests.support.harness import chaos
+from tests.support.harness.hypercorn_proc import HypercornProcess
 
 
 @pytest.fixture(scope="module")
 def service() -> Iterator[HypercornProcess]:
-    """The chaos services (tests/support/chaos_services.py) behind hypercorn."""
+    """The chaos services (tests/support/apps/chaos_services.py) behind hypercorn."""
     hc = HypercornProcess(chaos.APP).start()
     try:
         yield hc

@@ -26,10 +26,10 @@ from rstq.core.partitioning import partition_key_for
 from rstq.core.server import Server
 from rstq.core.snapshot import SnapshotError, load_snapshot
 
-from tests.support import chaos
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.rstq_http import ingress_url, running_server
-from tests.support.rstq_server import RstqServer
+from tests.support.harness import chaos
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_http import ingress_url, running_server
+from tests.support.harness.rstq_server import RstqServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

@@ -16,16 +16,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import chaos
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.rstq_server import RstqServer
+from tests.support.harness import chaos
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_server import RstqServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(chaos.scale(120, 1800))]
 
 
 @pytest.fixture(scope="module")
 def zombie_env() -> Iterator[tuple[RstqServer, HypercornProcess]]:
-    hc = HypercornProcess("tests.support.zombie_endpoint:app").start()
+    hc = HypercornProcess("tests.support.apps.zombie_endpoint:app").start()
     srv = RstqServer(extra_args=["--loop", "asyncio"]).start()
     try:
         srv.register(hc.url + "/rr", use_http_11=True)

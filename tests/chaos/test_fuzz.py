@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 from rstq.protocol import messages as pm
 from rstq.protocol.framing import encode_frame, encode_header
 
-from tests.support import chaos
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.malicious_endpoint import Malicious
-from tests.support.rstq_server import RstqServer
+from tests.support.apps.malicious_endpoint import Malicious
+from tests.support.harness import chaos
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_server import RstqServer
 
 N = chaos.scale(120, 10_000)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(chaos.scale(180, 3600))]
@@ -36,7 +36,7 @@ FUZZ = settings(max_examples=N, deadline=None, derandomize=True, database=None,
 CANARY = 7
 
 
-# --- the server, the canary and a malicious endpoint (tests/support/malicious_endpoint.py) ---
+# --- the server, the canary and a malicious endpoint (tests/support/apps/malicious_endpoint.py) ---
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""kill -9 of the rstq server at random moments under a mixed load (tests/support/chaos.py).
+"""kill -9 of the rstq server at random moments under a mixed load (tests/support/harness/chaos.py).
 
 After each kill: every log of the data dir opens (recovery) and reads back fully; after each
 restart: every counter lies between the increments acknowledged as done and those issued. At
@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import chaos
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.rstq_server import RstqServer
+from tests.support.harness import chaos
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_server import RstqServer
 
 KILLS = chaos.scale(3, 100)
 REQUESTS = chaos.scale(90, 2500)

@@ -1,7 +1,7 @@
 """Processes paused (SIGSTOP/SIGCONT) longer than the inactivity timeout, and a faulty network
-between server and service (tests/support/tcp_proxy.py: delays, black holes, resets), under
-the mixed load of tests/support/chaos.py. Afterwards: counters exact, everything completed, no
-journaled ctx.run executed again, all logs verify.
+between server and service (tests/support/net/tcp_proxy.py: delays, black holes, resets), under
+the mixed load of tests/support/harness/chaos.py. Afterwards: counters exact, everything
+completed, no journaled ctx.run executed again, all logs verify.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import chaos
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.rstq_server import RstqServer
-from tests.support.tcp_proxy import FaultyProxy
+from tests.support.harness import chaos
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_server import RstqServer
+from tests.support.net.tcp_proxy import FaultyProxy
 
 PAUSES = chaos.scale(1, 12)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(chaos.scale(150, 1800))]

@@ -18,9 +18,9 @@ from rstq.core.server import ServerConfig
 from rstq.protocol import messages as pm
 from rstq.protocol.framing import encode_frame
 
-from tests.support import chaos
-from tests.support.malicious_endpoint import Malicious
-from tests.support.rstq_server import RstqServer
+from tests.support.apps.malicious_endpoint import Malicious
+from tests.support.harness import chaos
+from tests.support.harness.rstq_server import RstqServer
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

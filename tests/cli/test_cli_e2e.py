@@ -1,5 +1,5 @@
 """`rstq deployments | services | invocations | state` as subprocesses against a live `rstq server`
-with the examples and known traffic (tests.support.example_traffic)."""
+with the examples and known traffic (tests.support.harness.example_traffic)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.example_traffic import ExampleEnv, example_env, wait_until
-from tests.support.restate_server import free_port
+from tests.support.harness.example_traffic import ExampleEnv, example_env, wait_until
+from tests.support.harness.restate_server import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.example_traffic import ExampleEnv, example_env
+from tests.support.harness.example_traffic import ExampleEnv, example_env
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.support.fixtures import *  # noqa: F401,F403
-from tests.support.fixtures import TIMINGS
+from tests.support.harness.fixtures import *  # noqa: F401,F403
+from tests.support.harness.fixtures import TIMINGS
 
 
 def pytest_configure(config: pytest.Config) -> None:

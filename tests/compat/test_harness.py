@@ -9,11 +9,11 @@ import urllib.request
 import httpx
 import pytest
 
-from tests.support import restate_server as rs
-from tests.support.restate_server import VERSION, RestateServer, install_dir
-from tests.support.rstq_server import RstqServer
-from tests.support.scenarios import Harness, Normalizer
-from tests.support.service_proc import ServiceProcess
+from tests.support.harness import restate_server as rs
+from tests.support.harness.restate_server import VERSION, RestateServer, install_dir
+from tests.support.harness.rstq_server import RstqServer
+from tests.support.harness.scenarios import Harness, Normalizer
+from tests.support.harness.service_proc import ServiceProcess
 
 
 def test_restate_server_fixture(restate_server: RestateServer) -> None:
@@ -26,7 +26,7 @@ def test_restate_server_fixture(restate_server: RestateServer) -> None:
 
 
 def test_register_and_call(restate_server: RestateServer) -> None:
-    with ServiceProcess("tests.support.compat_services:app", http2=False) as svc:
+    with ServiceProcess("tests.support.apps.compat_services:app", http2=False) as svc:
         dep = restate_server.register(svc.url, use_http_11=True)
         assert dep["id"].startswith("dp_1")
         assert {s["name"] for s in dep["services"]} >= {"Greeter", "Counter", "Signup"}

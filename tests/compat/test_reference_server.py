@@ -1,6 +1,6 @@
-"""Differential compat suite: every scenario of tests/support/scenarios.py, against every server
-in SERVER_FACTORIES (now: the real restate-server 1.7.12; rstq to be added), with the official
-restate-sdk services deployed in BIDI (h2c) and REQUEST_RESPONSE (HTTP/1.1) mode.
+"""Differential compat suite: every scenario of tests/support/harness/scenarios.py, against every
+server in SERVER_FACTORIES (now: the real restate-server 1.7.12; rstq to be added), with the
+official restate-sdk services deployed in BIDI (h2c) and REQUEST_RESPONSE (HTTP/1.1) mode.
 
 Observations must equal tests/compat/expected.json, the golden oracle recorded from the real
 server; expectations are identical for both modes.
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.fixtures import ORACLE_SERVERS, TIMINGS, CompatEnv
-from tests.support.scenarios import SCENARIOS, Harness, run_scenario
+from tests.support.harness.fixtures import ORACLE_SERVERS, TIMINGS, CompatEnv
+from tests.support.harness.scenarios import SCENARIOS, Harness, run_scenario
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(60)]
 

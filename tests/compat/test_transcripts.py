@@ -4,9 +4,9 @@ what the real restate-server 1.7.12 sends, frame for frame.
 The lab scenarios of /work/shared/reference/restate-wire-transcripts.txt (Greeter/greet with
 run + sleep + call + delayed one-way send, Counter add/get/keys, fail_terminal, an awakeable,
 a workflow promise, a flaky handler, lazy state) run against both servers, with the services of
-tests/support/transcript_services.py behind the ASGI tap (tests/support/tap.py). Per protocol
-version (v6, v7) one server hosts a BIDI (h2c) deployment, then a REQUEST_RESPONSE (HTTP/1.1)
-one. For every invocation and every attempt we compare, after normalization:
+tests/support/apps/transcript_services.py behind the ASGI tap (tests/support/net/tap.py). Per
+protocol version (v6, v7) one server hosts a BIDI (h2c) deployment, then a REQUEST_RESPONSE
+(HTTP/1.1) one. For every invocation and every attempt we compare, after normalization:
 
 * the request headers that matter (content-type, accept, x-restate-service-key, and the format
   of x-restate-invocation-id, which must equal StartMessage.debug_id and StartMessage.id);
@@ -40,15 +40,15 @@ import pytest
 from rstq.protocol import messages as pm
 from rstq.protocol.ids import InvocationId
 
-from tests.support.fixtures import _ensure_installed_or_skip
-from tests.support.restate_server import RestateServer
-from tests.support.rstq_server import RstqServer
-from tests.support.service_proc import ServiceProcess
-from tests.support.tap import TAP_ENV, Exchange, Frame, read_exchanges
+from tests.support.harness.fixtures import _ensure_installed_or_skip
+from tests.support.harness.restate_server import RestateServer
+from tests.support.harness.rstq_server import RstqServer
+from tests.support.harness.service_proc import ServiceProcess
+from tests.support.net.tap import TAP_ENV, Exchange, Frame, read_exchanges
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(120)]
 
-APP = "tests.support.transcript_services:app"
+APP = "tests.support.apps.transcript_services:app"
 DATA = Path(__file__).with_name("data")
 INV_ID_RE = re.compile(r"inv_1[0-9a-zA-Z]{33}")
 AWK_ID_RE = re.compile(r"sign_1[0-9A-Za-z_-]{38}")

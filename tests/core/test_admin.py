@@ -21,8 +21,8 @@ from rstq.core.model import BACKING_OFF, COMPLETED, INVOKED, PAUSED, Invocation
 from rstq.core.partitioning import partition_key_for
 from rstq.core.server import Server
 
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.rstq_http import (
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_http import (
     FakeInvoker,
     admin_url,
     ingress_url,
@@ -30,7 +30,7 @@ from tests.support.rstq_http import (
     running_server,
 )
 
-SDK_APP = "tests.support.sdk_basic_services:app"
+SDK_APP = "tests.support.apps.sdk_basic_services:app"
 NEVER = "inv_1hsaCL01zOqF4VEeJ3wlnKccc4nxnc0VlB"
 
 Env = tuple[Server, FakeInvoker, httpx.AsyncClient, httpx.AsyncClient]

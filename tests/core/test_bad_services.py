@@ -1,6 +1,6 @@
 """Bad input: misbehaving service endpoints, and bad admin / ingress requests.
 
-A fake endpoint (tests/support/bad_endpoint.py) answers discovery correctly but breaks the
+A fake endpoint (tests/support/apps/bad_endpoint.py) answers discovery correctly but breaks the
 service protocol per handler: garbage bytes, truncated frames, unknown control types, a
 notification sent by the SDK, frames after End, HTTP 5xx, a wrong content-type, a stream that
 closes without End, a handler that hangs (small abort/inactivity timeouts in its manifest). A
@@ -26,12 +26,12 @@ import pytest
 from rstq.core.model import BACKING_OFF, COMPLETED, INVOKED, Invocation
 from rstq.core.server import Server
 
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.rstq_http import admin_url, ingress_url, running_server
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_http import admin_url, ingress_url, running_server
 
 pytestmark = pytest.mark.timeout(60)
 
-APP = "tests.support.bad_endpoint:app"
+APP = "tests.support.apps.bad_endpoint:app"
 PROTOCOL_VIOLATION = 571
 Env = tuple[Server, httpx.AsyncClient, httpx.AsyncClient]
 

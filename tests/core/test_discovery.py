@@ -18,10 +18,10 @@ from rstq.core.discovery import (
     ServiceType,
 )
 
-from tests.support.hypercorn_proc import HypercornProcess, free_port
+from tests.support.harness.hypercorn_proc import HypercornProcess, free_port
 
-SDK_APP = "tests.support.sdk_basic_services:app"
-ECHO_APP = "tests.support.echo_app:app"
+SDK_APP = "tests.support.apps.sdk_basic_services:app"
+ECHO_APP = "tests.support.apps.echo_app:app"
 
 
 @pytest.fixture(scope="module")

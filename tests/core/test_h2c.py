@@ -1,4 +1,4 @@
-"""h2c client against a real hypercorn server (tests/support/echo_app.py) on loopback."""
+"""h2c client against a real hypercorn server (tests/support/apps/echo_app.py) on loopback."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from rstq.core import h2c
 from rstq.core.h2c import H2Connection, H2ConnectionError, H2Pool, H2StreamReset, get
 
-from tests.support.hypercorn_proc import HypercornProcess, free_port
+from tests.support.harness.hypercorn_proc import HypercornProcess, free_port
 
-ECHO_APP = "tests.support.echo_app:app"
+ECHO_APP = "tests.support.apps.echo_app:app"
 T = 10.0  # per-step timeout: a hang fails fast instead of hitting the global timeout
 
 

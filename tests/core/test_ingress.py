@@ -1,6 +1,6 @@
 """The ingress HTTP API on a real Server (tmp data dir, ephemeral port).
 
-Attempts go to a FakeInvoker (tests.support.rstq_http), so routing, validation, scheduling,
+Attempts go to a FakeInvoker (tests.support.harness.rstq_http), so routing, validation, scheduling,
 deduplication and the answer formats are tested without a service endpoint; the expected
 texts are restate-server 1.7.12's (tests/compat/expected.json and probes of the real server).
 """
@@ -23,7 +23,12 @@ from rstq.core.model import COMPLETED, INVOKED, SCHEDULED, Invocation
 from rstq.core.server import Server
 from rstq.protocol.ids import InvocationId, awakeable_id
 
-from tests.support.rstq_http import FakeInvoker, ingress_url, register_manifest, running_server
+from tests.support.harness.rstq_http import (
+    FakeInvoker,
+    ingress_url,
+    register_manifest,
+    running_server,
+)
 
 JSON = {"content-type": "application/json"}
 

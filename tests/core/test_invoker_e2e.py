@@ -19,9 +19,9 @@ from rstq.core.model import COMPLETED
 from rstq.core.server import Result, Server, ServerConfig
 from rstq.protocol.ids import DeploymentId
 
-from tests.support.hypercorn_proc import HypercornProcess
+from tests.support.harness.hypercorn_proc import HypercornProcess
 
-SDK_APP = "tests.support.sdk_basic_services:app"
+SDK_APP = "tests.support.apps.sdk_basic_services:app"
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.rstq_server import RstqServer
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_server import RstqServer
 
-APP = "tests.support.crash_services:app"
+APP = "tests.support.apps.crash_services:app"
 pytestmark = pytest.mark.slow
 
 

@@ -6,8 +6,8 @@ awakeable resolved by the simulated provider or by hand through the ingress.
 
 Only the ``server`` fixture knows which server runs: anything with ``start()``, ``stop()``,
 ``ingress_url``, ``admin_url`` and ``register(uri, use_http_11=False)`` (see
-tests.support.fixtures.CompatServer). To also run on another server, add its name to
-:data:`EXAMPLE_SERVERS` (and a factory to ``tests.support.fixtures.SERVER_FACTORIES``).
+tests.support.harness.fixtures.CompatServer). To also run on another server, add its name to
+:data:`EXAMPLE_SERVERS` (and a factory to ``tests.support.harness.fixtures.SERVER_FACTORIES``).
 
 No blind sleeps: eventual effects (one-way sends) are awaited with bounded polling.
 """
@@ -30,9 +30,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from tests.support.fixtures import CompatServer, running_server
-from tests.support.restate_server import REPO_ROOT, free_port
-from tests.support.service_proc import ServiceProcess
+from tests.support.harness.fixtures import CompatServer, running_server
+from tests.support.harness.restate_server import REPO_ROOT, free_port
+from tests.support.harness.service_proc import ServiceProcess
 
 EXAMPLES_APP = "examples.app:app"
 EXAMPLE_SERVERS = ["restate", "rstq"]  # the examples must behave the same on both

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.support.example_traffic import ExampleEnv, example_env
+from tests.support.harness.example_traffic import ExampleEnv, example_env
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.ipynb"))
 

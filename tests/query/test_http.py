@@ -14,10 +14,10 @@ import pytest
 from rstq.core.server import Server
 from rstq.query import engine_for
 
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.rstq_http import admin_url, ingress_url, running_server
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_http import admin_url, ingress_url, running_server
 
-SDK_APP = "tests.support.sdk_basic_services:app"
+SDK_APP = "tests.support.apps.sdk_basic_services:app"
 ARROW = "application/vnd.apache.arrow.stream"
 
 Env = tuple[Server, httpx.AsyncClient, httpx.AsyncClient]

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.rstq_server import RstqServer
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_server import RstqServer
 
-SDK_APP = "tests.support.sdk_basic_services:app"
+SDK_APP = "tests.support.apps.sdk_basic_services:app"
 
 
 @pytest.fixture(scope="module")

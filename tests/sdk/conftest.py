@@ -1,6 +1,6 @@
-"""rstq.sdk tests. The compat fixture here mirrors tests/support/fixtures.py's ``compat_env``
-but serves tests/support/rstq_sdk_compat_services.py (the compat services written against
-rstq.sdk) instead of the official-SDK ones; servers and modes are the same
+"""rstq.sdk tests. The compat fixture here mirrors tests/support/harness/fixtures.py's
+``compat_env`` but serves tests/support/apps/rstq_sdk_compat_services.py (the compat services
+written against rstq.sdk) instead of the official-SDK ones; servers and modes are the same
 (``RSTQ_COMPAT_SERVERS`` restricts the servers)."""
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.fixtures import (
+from tests.support.harness.fixtures import (
     MODES,
     SERVER_FACTORIES,
     CompatEnv,
     _ensure_installed_or_skip,
     selected_servers,
 )
-from tests.support.service_proc import ServiceProcess
+from tests.support.harness.service_proc import ServiceProcess
 
-SDK_COMPAT_APP = "tests.support.rstq_sdk_compat_services:app"
+SDK_COMPAT_APP = "tests.support.apps.rstq_sdk_compat_services:app"
 
 
 def _params() -> list[object]:

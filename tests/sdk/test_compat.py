@@ -1,4 +1,4 @@
-"""The differential compat scenarios (tests/support/scenarios.py) with the services written
+"""The differential compat scenarios (tests/support/harness/scenarios.py) with the services written
 against rstq.sdk, against the real restate-server and rstq, BIDI and REQUEST_RESPONSE, v6
 and v7. Observations must equal tests/compat/expected.json, recorded from restate-server with
 the official SDK: same services, same client-visible behaviour."""
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests.compat.test_reference_server import assert_same
-from tests.support.fixtures import CompatEnv
-from tests.support.scenarios import SCENARIOS, Harness, run_scenario
+from tests.support.harness.fixtures import CompatEnv
+from tests.support.harness.scenarios import SCENARIOS, Harness, run_scenario
 
 pytestmark = [pytest.mark.timeout(90)]
 

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.fixtures import running_server
-from tests.support.hypercorn_proc import HypercornProcess
+from tests.support.harness.fixtures import running_server
+from tests.support.harness.hypercorn_proc import HypercornProcess
 
-APP = "tests.support.rstq_sdk_crash_services:app"
+APP = "tests.support.apps.rstq_sdk_crash_services:app"
 
 
 @pytest.fixture(params=["restate", "rstq"])

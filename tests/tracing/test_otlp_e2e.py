@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 from rstq.cli.trace import trace as trace_cmd
 
-from tests.support.otlp_receiver import OtlpReceiver, Span
-from tests.support.rstq_server import RstqServer
-from tests.support.service_proc import ServiceProcess
+from tests.support.harness.rstq_server import RstqServer
+from tests.support.harness.service_proc import ServiceProcess
+from tests.support.net.otlp_receiver import OtlpReceiver, Span
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def env() -> Iterator[Env]:
     os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "50"
     try:
         with OtlpReceiver() as rx, ServiceProcess(
-                "tests.support.trace_services:app", http2=False,
+                "tests.support.apps.trace_services:app", http2=False,
                 env={"RSTQ_TEST_OTLP_HTTP": rx.http_url}) as svc, RstqServer(
                 partitions=2, extra_args=["--otlp", rx.grpc_url]) as server:
             server.register(svc.url, use_http_11=True)

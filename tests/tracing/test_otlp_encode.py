@@ -7,7 +7,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from rstq.tracing.otlp_encode import OtlpEncoder
 from rstq.tracing.spans import SpanEvent, SpanLink, SpanRecord
 
-from tests.support.otlp_receiver import decode
+from tests.support.net.otlp_receiver import decode
 
 
 def test_encoding_round_trips_through_opentelemetry_proto() -> None:

@@ -11,8 +11,8 @@
 
 CLI (CI pre-installs with it)::
 
-    python -m tests.support.restate_server install   # prints the binary path
-    python -m tests.support.restate_server run [--v7] # start one on free ports, Ctrl-C to stop
+    python -m tests.support.harness.restate_server install    # prints the binary path
+    python -m tests.support.harness.restate_server run [--v7] # one on free ports, Ctrl-C stops
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Any
 
 VERSION = "1.7.12"
 PACKAGE = "@restatedev/restate-server"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # npm error codes / texts that mean "the registry could not be reached" (as opposed to a real
 # failure such as a missing version, a broken cache or a full disk).
@@ -428,7 +428,8 @@ def _main(argv: list[str]) -> int:
     except RestateServerError as e:
         print(str(e), file=sys.stderr)
         return 1
-    print("usage: python -m tests.support.restate_server [install | run [--v7]]", file=sys.stderr)
+    print("usage: python -m tests.support.harness.restate_server [install | run [--v7]]",
+          file=sys.stderr)
     return 64
 
 

@@ -14,7 +14,7 @@ import urllib.error
 from pathlib import Path
 from typing import Any
 
-from tests.support.restate_server import (
+from tests.support.harness.restate_server import (
     PORT_ATTEMPTS,
     RestateServerError,
     _http,

@@ -1,4 +1,5 @@
-"""Official restate-sdk services for discovery tests (served by hypercorn, see hypercorn_proc).
+"""Official restate-sdk services for discovery tests (served by hypercorn, see
+tests/support/harness/hypercorn_proc.py).
 
 Greeter (SERVICE), Counter (VIRTUAL_OBJECT: exclusive add/reset, shared get), Wf (WORKFLOW:
 run + shared signal) and Tuned (a SERVICE using the v3/v4 manifest options).
@@ -21,7 +22,7 @@ from restate import (
 )
 from restate.retry_policy import InvocationRetryPolicy
 
-from tests.support.lifespan import with_lifespan
+from tests.support.apps.lifespan import with_lifespan
 
 greeter = Service("Greeter", description="says hello", metadata={"team": "rstq"})
 counter = VirtualObject("Counter")

@@ -26,7 +26,7 @@ from typing import Any
 from rstq.protocol import messages as pm
 from rstq.protocol.framing import encode_frame
 
-from tests.support.tap import Receive, Scope, Send
+from tests.support.net.tap import Receive, Scope, Send
 
 MANIFEST_CT = "application/vnd.restate.endpointmanifest.v4+json"
 MOUNTS = {"/rr": ("ZombieRR", "REQUEST_RESPONSE"), "/h2": ("ZombieH2", "BIDI_STREAM")}

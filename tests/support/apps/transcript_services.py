@@ -1,11 +1,11 @@
 """restate-sdk services with the same handler behaviour as the lab services that produced
 /work/shared/reference/restate-wire-transcripts.txt (restate-lab/svc.py), wrapped in the wire tap
-(tests/support/tap.py, file ``$RSTQ_TAP_FILE``). Used by tests/compat/test_transcripts.py.
+(tests/support/net/tap.py, file ``$RSTQ_TAP_FILE``). Used by tests/compat/test_transcripts.py.
 
 Differences from the lab, for deterministic tests: ``Greeter/flaky`` counts attempts per input
 key (not per process) and retries fast (10 ms); every key is chosen by the test.
 
-Serve with: ``hypercorn tests.support.transcript_services:app``.
+Serve with: ``hypercorn tests.support.apps.transcript_services:app``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from restate import (
     WorkflowSharedContext,
 )
 
-from tests.support.tap import tap
+from tests.support.net.tap import tap
 
 greeter = Service("Greeter")
 counter = VirtualObject("Counter")

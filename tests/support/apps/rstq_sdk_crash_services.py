@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import rstq.sdk
 
-from tests.support.crash_services import build
+from tests.support.apps.crash_services import build
 
 app = build(rstq.sdk)

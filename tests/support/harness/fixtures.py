@@ -1,11 +1,11 @@
 """pytest fixtures for running scenarios against a Restate-compatible server.
 
-Use from a conftest.py: ``from tests.support.fixtures import *  # noqa: F401,F403``
+Use from a conftest.py: ``from tests.support.harness.fixtures import *  # noqa: F401,F403``
 
 * ``restate_server`` (session): a real restate-server 1.7.12 on free loopback ports.
 * ``compat_env`` (session, parametrized by server x mode): a fresh server from
-  :data:`SERVER_FACTORIES` plus tests.support.compat_services served by hypercorn and registered
-  in BIDI (h2c) or REQUEST_RESPONSE (HTTP/1.1, ``use_http_11``) mode.
+  :data:`SERVER_FACTORIES` plus tests.support.apps.compat_services served by hypercorn and
+  registered in BIDI (h2c) or REQUEST_RESPONSE (HTTP/1.1, ``use_http_11``) mode.
 
 Extension point: add an entry to :data:`SERVER_FACTORIES` (e.g. ``"rstq"``) returning an object
 with ``start()``, ``stop()``, ``ingress_url``, ``admin_url``, ``register(uri, use_http_11)``
@@ -25,16 +25,16 @@ from typing import Any, Protocol
 
 import pytest
 
-from tests.support.restate_server import (
+from tests.support.harness.restate_server import (
     PACKAGE,
     VERSION,
     RegistryUnreachable,
     RestateServer,
     ensure_installed,
 )
-from tests.support.service_proc import ServiceProcess
+from tests.support.harness.service_proc import ServiceProcess
 
-COMPAT_APP = "tests.support.compat_services:app"
+COMPAT_APP = "tests.support.apps.compat_services:app"
 MODES = ("bidi", "request_response")
 
 
@@ -61,7 +61,7 @@ def _restate_factory(protocol_v7: bool = False) -> Callable[[], CompatServer]:
 
 def _rstq_factory(protocol_v7: bool = False) -> Callable[[], CompatServer]:
     def make() -> CompatServer:
-        from tests.support.rstq_server import RstqServer
+        from tests.support.harness.rstq_server import RstqServer
 
         return RstqServer(extra_args=["--enable-protocol-v7"] if protocol_v7 else [])
     return make

@@ -4,7 +4,7 @@ Scale: `RSTQ_CHAOS=long` (set by `make chaos`) runs the long variant; otherwise 
 that `make test` runs. Each test records its figures with `record(...)`; tests/chaos/conftest.py
 prints them at the end of the session (and writes them to `$RSTQ_CHAOS_FIGURES` if set).
 
-`MixedLoad` drives the services of tests/support/chaos_services.py. Every logical request has
+`MixedLoad` drives the services of tests/support/apps/chaos_services.py. Every logical request has
 an idempotency key and is retried with it until acknowledged, and each one's effect is exactly
 one increment of a known counter, so after the run every counter must equal the number of
 requests aimed at it; in between (after each recovery) it must lie between the increments
@@ -30,7 +30,7 @@ from rstq.core.log.local import LocalLog
 
 LONG = os.environ.get("RSTQ_CHAOS", "") == "long"
 FIGURES: dict[str, dict[str, Any]] = {}
-APP = "tests.support.chaos_services:app"  # the services every chaos test drives
+APP = "tests.support.apps.chaos_services:app"  # the services every chaos test drives
 
 
 def scale(short: int, long: int) -> int:

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tests.support.hypercorn_proc import HypercornProcess
-from tests.support.rstq_server import RstqServer
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.harness.rstq_server import RstqServer
 
 
 def http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:

@@ -10,7 +10,7 @@ Two flavours, matching the two Restate deployment modes:
 
 Usage::
 
-    with ServiceProcess("tests.support.compat_services:app", http2=False) as svc:
+    with ServiceProcess("tests.support.apps.compat_services:app", http2=False) as svc:
         rs.register(svc.url, use_http_11=not svc.http2)
 """
 
@@ -25,7 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.support.restate_server import REPO_ROOT, free_port, spawn, stop_process_group, tail
+from tests.support.harness.restate_server import (
+    REPO_ROOT,
+    free_port,
+    spawn,
+    stop_process_group,
+    tail,
+)
 
 
 class ServiceProcessError(RuntimeError):

@@ -1,9 +1,11 @@
 """Restate services written with the official restate-sdk (``import restate``), used by the
-differential compat suite (tests/support/scenarios.py). They exercise every protocol feature a
-client can observe through the ingress: state, run steps (retryable and terminal), sleep, calls,
-one-way sends with delay, awakeables, workflow promises, terminal errors, cancellation.
+differential compat suite (tests/support/harness/scenarios.py). They exercise every protocol
+feature a client can observe through the ingress: state, run steps (retryable and terminal),
+sleep, calls, one-way sends with delay, awakeables, workflow promises, terminal errors,
+cancellation.
 
-Serve with: ``hypercorn tests.support.compat_services:app`` (see tests/support/service_proc.py).
+Serve with: ``hypercorn tests.support.apps.compat_services:app`` (see
+tests/support/harness/service_proc.py).
 
 All keys are chosen by the scenarios (namespaced per run), so one server can host several runs.
 Process-local retry counters are keyed by the caller-chosen key, so every run starts at zero.

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def free_port() -> int:
@@ -35,7 +35,7 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class HypercornProcess:
-    """`with HypercornProcess("tests.support.echo_app:app") as hc: hc.url ...`
+    """`with HypercornProcess("tests.support.apps.echo_app:app") as hc: hc.url ...`
 
     `config` holds extra hypercorn TOML settings (e.g. keep_alive_max_requests).
     """

@@ -12,7 +12,7 @@ Rules for scenarios:
   several runs can share one server;
 * leave nothing running when returning (await or cancel everything started).
 
-Services: tests/support/compat_services.py.
+Services: tests/support/apps/compat_services.py.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Mounted under three path prefixes, each a deployment of its own:
 for ``hang``); ``/invoke/<svc>/<handler>`` misbehaves per handler, see :data:`HANDLERS`.
 ``ok`` is the healthy handler: Output("ok") + End.
 
-Serve with: ``hypercorn tests.support.bad_endpoint:app``.
+Serve with: ``hypercorn tests.support.apps.bad_endpoint:app``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from restate import Context, Service
 from rstq.protocol import messages as pm
 from rstq.protocol.framing import encode_frame, encode_header
 
-from tests.support.tap import Receive, Scope, Send
+from tests.support.net.tap import Receive, Scope, Send
 
 MANIFEST_CT = "application/vnd.restate.endpointmanifest.v4+json"
 
