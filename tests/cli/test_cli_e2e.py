@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.harness.example_traffic import ExampleEnv, example_env, wait_until
-from tests.support.harness.restate_server import free_port
+from tests.support.net.ports import free_port
 
 pytestmark = pytest.mark.slow
 

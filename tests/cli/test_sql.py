@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.harness.restate_server import free_port
 from tests.support.harness.rstq_server import RstqServer
+from tests.support.net.ports import free_port
 
 pytestmark = pytest.mark.slow
 

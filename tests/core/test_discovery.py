@@ -18,7 +18,8 @@ from rstq.core.discovery import (
     ServiceType,
 )
 
-from tests.support.harness.hypercorn_proc import HypercornProcess, free_port
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.net.ports import free_port
 
 SDK_APP = "tests.support.apps.sdk_basic_services:app"
 ECHO_APP = "tests.support.apps.echo_app:app"

@@ -14,7 +14,8 @@ import pytest
 from rstq.core import h2c
 from rstq.core.h2c import H2Connection, H2ConnectionError, H2Pool, H2StreamReset, get
 
-from tests.support.harness.hypercorn_proc import HypercornProcess, free_port
+from tests.support.harness.hypercorn_proc import HypercornProcess
+from tests.support.net.ports import free_port
 
 ECHO_APP = "tests.support.apps.echo_app:app"
 T = 10.0  # per-step timeout: a hang fails fast instead of hitting the global timeout

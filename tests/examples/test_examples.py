@@ -31,8 +31,9 @@ import httpx
 import pytest
 
 from tests.support.harness.fixtures import CompatServer, running_server
-from tests.support.harness.restate_server import REPO_ROOT, free_port
+from tests.support.harness.restate_server import REPO_ROOT
 from tests.support.harness.service_proc import ServiceProcess
+from tests.support.net.ports import free_port
 
 EXAMPLES_APP = "examples.app:app"
 EXAMPLE_SERVERS = ["restate", "rstq"]  # the examples must behave the same on both

@@ -25,7 +25,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tests.support.net.ports import free_port
 
 VERSION = "1.7.12"
 PACKAGE = "@restatedev/restate-server"
@@ -161,12 +162,6 @@ def ensure_installed(version: str = VERSION, *, timeout: float = 600.0) -> Path:
 
 
 PORT_ATTEMPTS = 3
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def _preexec_die_with_parent() -> None:  # pragma: no cover - runs in the child

@@ -17,7 +17,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.support.harness.hypercorn_proc import free_port
+from tests.support.net.ports import free_port
 
 Span = dict[str, Any]
 _STATUS = {0: "UNSET", 1: "OK", 2: "ERROR"}
