@@ -17,9 +17,6 @@ import pyarrow as pa
 from rstq.pgwire import types as T
 from rstq.query.api import QueryEngine, TableDef
 
-PUBLIC_OID = 2200
-PG_CATALOG_OID = 11
-INFORMATION_SCHEMA_OID = 13000
 FIRST_TABLE_OID = 16384
 OWNER = "rstq"
 

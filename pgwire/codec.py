@@ -283,10 +283,6 @@ def auth_ok() -> bytes:
     return msg(b"R", struct.pack("!i", 0))
 
 
-def auth_cleartext() -> bytes:
-    return msg(b"R", struct.pack("!i", 3))
-
-
 def auth_sasl(mechanisms: list[str]) -> bytes:
     return msg(b"R", struct.pack("!i", 10) + b"".join(cstr(m) for m in mechanisms) + b"\0")
 
@@ -390,6 +386,3 @@ def error_response(code: str, message: str, *, severity: str = "ERROR",
                    position: int | None = None) -> bytes:
     return msg(b"E", _notice_fields(severity, code, message, detail, hint, position))
 
-
-def notice_response(code: str, message: str, *, severity: str = "WARNING") -> bytes:
-    return msg(b"N", _notice_fields(severity, code, message, None, None, None))

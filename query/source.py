@@ -110,8 +110,7 @@ class Materializer:
         small[t.SYS_PARTITION.name] = sys_partition.batch(parts, [v.version for v in views])
         small[t.SYS_JOURNAL_EVENTS.name] = sys_journal_events.batch()
         all_stores = {s.name: tuple(pv.lanes[s.name].nodes for pv in views) for s in STORES}
-        self._snapshot = Snapshot(self.generation, all_stores, small,
-                                  tuple(p.version for p in parts))
+        self._snapshot = Snapshot(self.generation, all_stores, small)
         return self._snapshot
 
 

@@ -28,7 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -524,4 +524,3 @@ class Snapshot:
     generation: int
     stores: dict[str, tuple[tuple[Node, ...], ...]]
     small: dict[str, pa.RecordBatch]
-    taken_at_versions: tuple[int | None, ...] = field(default=())
