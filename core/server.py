@@ -36,6 +36,7 @@ from rstq.core.schema import MetaStore, Schema
 if TYPE_CHECKING:
     from aiohttp import web
     from rstq.core.invoker import Invoker
+    from rstq.core.transport import Transport
 
 __all__ = ["AttemptHandler", "Result", "Server", "ServerConfig"]  # Result: moved to ports
 
@@ -62,7 +63,9 @@ class ServerConfig:
 
 class Server:
     def __init__(self, config: ServerConfig, clock: Clock | None = None,
-                 plugins: Sequence[Plugin] = ()) -> None:
+                 plugins: Sequence[Plugin] = (), transport: Transport | None = None) -> None:
+        """`transport`: how the invoker reaches service endpoints (default: HTTP/1.1 and h2c;
+        tests pass an in-memory `transport_asgi.AsgiTransport`)."""
         self.config = config
         self.limits = Limits(
             max_body_bytes=config.max_body_bytes,
@@ -72,6 +75,7 @@ class Server:
             enable_protocol_v7=config.enable_protocol_v7)
         self.plugins: list[Plugin] = list(plugins)
         self.clock: Clock = clock or SystemClock()
+        self._transport = transport
         self.datadir: DataDir | None = None
         self.meta: MetaStore | None = None
         self.invoker: Invoker | None = None
@@ -110,8 +114,10 @@ class Server:
             redo.append(proc.recover())
             self.processors.append(proc)
         from rstq.core.invoker import Invoker
+        from rstq.core.transport_http import HttpTransport
 
-        self.invoker = Invoker(self)
+        self.invoker = Invoker(partitions=self, meta=self.meta, clock=self.clock,
+                               limits=self.limits, transport=self._transport or HttpTransport())
         self.attempt_handler = self.invoker.handle
         for plugin in self.plugins:
             plugin.attach(self)
