@@ -21,13 +21,14 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
 from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core import model as m
+from rstq.core.clock import Clock
 from rstq.core.discovery import (
     DiscoveryError,
     EffectiveSettings,
@@ -50,14 +51,15 @@ from rstq.core.ingress import (
     start_runner,
 )
 from rstq.core.partitioning import partition_key_for
+from rstq.core.ports import Limits, Metadata, Partitions
 from rstq.core.processor import Refused
 from rstq.core.schema import SERVICE_TY, Deployment, Service
 from rstq.protocol.ids import DeploymentId
 
 if TYPE_CHECKING:
-    from rstq.core.server import Server
+    from rstq.core.plugins import Plugin
 
-__all__ = ["make_admin_app", "start_admin"]
+__all__ = ["Admin", "admin_token", "make_admin_app", "start_admin"]
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +273,15 @@ def _deployment_head(dep: Deployment) -> JsonObj:
 
 
 class Admin:
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    """The request handlers. `ingress_port`: where `/version` says the ingress listens."""
+
+    def __init__(self, *, partitions: Partitions, meta: Metadata, clock: Clock, limits: Limits,
+                 ingress_port: int | None) -> None:
+        self.partitions = partitions
+        self.meta = meta
+        self.clock = clock
+        self.limits = limits
+        self.ingress_port = ingress_port
 
     # --- misc ------------------------------------------------------------------------------------
 
@@ -280,12 +289,12 @@ class Admin:
         return _empty(200)
 
     async def version(self, request: web.Request) -> web.Response:
-        port = getattr(self.server, "ingress_port", None)
+        port = self.ingress_port
         doc: JsonObj = {"version": VERSION, "min_admin_api_version": 1,
                         "max_admin_api_version": 4}
         if port:
             doc["ingress_endpoint"] = f"http://127.0.0.1:{port}/"
-        doc["features"] = {"protocol_v7": self.server.config.enable_protocol_v7}
+        doc["features"] = {"protocol_v7": self.limits.enable_protocol_v7}
         return _json(doc)
 
     # --- deployments -----------------------------------------------------------------------------
@@ -309,10 +318,10 @@ class Admin:
             # restate 1.7 renders discovery failures with the code twice, as META0003.
             return meta_error(500, f"[META0003] [META0003] {e}", "META0003")
         try:  # checked here: the metadata log must never hold a deployment it cannot apply
-            pick_protocol_version(manifest, enable_v7=self.server.config.enable_protocol_v7)
+            pick_protocol_version(manifest, enable_v7=self.limits.enable_protocol_v7)
         except DiscoveryError as e:
             return meta_error(400, str(e))
-        schema = self.server.schema
+        schema = self.meta.schema
         existing = schema.deployment_for_uri(uri)
         if existing is not None and not force:  # restate: "Unchanged", the old deployment
             return self._registered(existing, 200)
@@ -322,14 +331,13 @@ class Admin:
         status = 200 if existing is not None else 201
         if dry_run:
             return self._dry_run(dep_id, uri, manifest, use_http_11, headers, status)
-        assert self.server.meta is not None
-        await self.server.meta.propose(c.RegisterDeployment(
+        await self.meta.propose(c.RegisterDeployment(
             dep_id, uri, to_json(manifest), use_http_11, sorted(headers.items())))
-        return self._registered(self.server.schema.deployments[dep_id], status)
+        return self._registered(self.meta.schema.deployments[dep_id], status)
 
     def _check_service_types(self, manifest: Manifest) -> None:
         for sdef in manifest.services:
-            prev = self.server.schema.services.get(sdef.name)
+            prev = self.meta.schema.services.get(sdef.name)
             if prev is not None and prev.ty != SERVICE_TY[sdef.ty]:
                 raise AdminError(meta_error(
                     409, f"[META0006] detected a new service revision for '{sdef.name}' changing "
@@ -338,16 +346,16 @@ class Admin:
 
     def _dry_run(self, dep_id: str, uri: str, manifest: Manifest, use_http_11: bool,
                  headers: dict[str, str], status: int) -> web.Response:
-        dep = Deployment(dep_id, uri, manifest, self.server.clock.now_ms(), use_http_11,
+        dep = Deployment(dep_id, uri, manifest, self.clock.now_ms(), use_http_11,
                          tuple(sorted(headers.items())), 0)
         services = []
         for sdef in manifest.services:
-            prev = self.server.schema.services.get(sdef.name)
+            prev = self.meta.schema.services.get(sdef.name)
             services.append(Service(sdef.name, prev.revision + 1 if prev else 1, dep_id, sdef))
         return self._register_response(dep, services, status)
 
     def _registered(self, dep: Deployment, status: int) -> web.Response:
-        services = [s for s in self.server.schema.services.values()
+        services = [s for s in self.meta.schema.services.values()
                     if s.deployment_id == dep.deployment_id]
         return self._register_response(dep, services, status)
 
@@ -359,7 +367,7 @@ class Admin:
         return _json(doc, status, {"location": f"deployments/{dep.deployment_id}"})
 
     async def list_deployments(self, request: web.Request) -> web.Response:
-        schema = self.server.schema
+        schema = self.meta.schema
         out = []
         for dep in schema.deployments.values():
             doc = _deployment_head(dep)
@@ -380,7 +388,7 @@ class Admin:
 
     def _deployment(self, request: web.Request) -> Deployment:
         raw = self._deployment_id(request)
-        dep = self.server.schema.deployments.get(raw)
+        dep = self.meta.schema.deployments.get(raw)
         if dep is None:
             raise AdminError(meta_error(404, f"The requested deployment '{raw}' does not exist"))
         return dep
@@ -388,7 +396,7 @@ class Admin:
     async def get_deployment(self, request: web.Request) -> web.Response:
         dep = self._deployment(request)
         doc = _deployment_head(dep)
-        doc["services"] = [service_json(s, dep) for s in self.server.schema.services.values()
+        doc["services"] = [service_json(s, dep) for s in self.meta.schema.services.values()
                            if s.deployment_id == dep.deployment_id]
         return _json(doc)
 
@@ -397,24 +405,23 @@ class Admin:
         if request.query.get("force", "").lower() != "true":
             return _empty(501)  # restate: graceful removal (force=false) is not implemented
         dep = self._deployment(request)
-        assert self.server.meta is not None
-        await self.server.meta.propose(c.RemoveDeployment(dep.deployment_id))
+        await self.meta.propose(c.RemoveDeployment(dep.deployment_id))
         return _empty(202)
 
     # --- services --------------------------------------------------------------------------------
 
     def _service(self, name: str) -> Service:
-        svc = self.server.schema.services.get(name)
+        svc = self.meta.schema.services.get(name)
         if svc is None:
             raise AdminError(meta_error(404, f"The requested service '{name}' does not exist"))
         return svc
 
     def _service_doc(self, svc: Service) -> JsonObj:
-        return service_json(svc, self.server.schema.deployments.get(svc.deployment_id))
+        return service_json(svc, self.meta.schema.deployments.get(svc.deployment_id))
 
     async def list_services(self, request: web.Request) -> web.Response:
         return _json({"services": [self._service_doc(s)
-                                   for s in self.server.schema.services.values()]})
+                                   for s in self.meta.schema.services.values()]})
 
     async def get_service(self, request: web.Request) -> web.Response:
         return _json(self._service_doc(self._service(request.match_info["service"])))
@@ -443,14 +450,14 @@ class Admin:
                 raise AdminError(_text(422, "Failed to deserialize the JSON body into the target "
                                             f"type: new_state.{k}: expected a list of bytes"))
             sets.append((k.encode(), bytes(v)))
-        svc = self.server.schema.services.get(name)
+        svc = self.meta.schema.services.get(name)
         if svc is not None and svc.ty == "service":
             return meta_error(400, "Cannot modify state for service type Service")
         if svc is None and sets:  # clearing a removed service's state stays possible
             return meta_error(404, f"The requested service '{name}' does not exist")
         # `version` (optimistic concurrency on the state's hash) is accepted but not checked.
         cmd = c.StateMutation(name, key, sets=sets, clear_all=True)
-        await self.server.partition_for_key(partition_key_for(name, key)).propose(cmd)
+        await self.partitions.partition_for_key(partition_key_for(name, key)).propose(cmd)
         return _empty(202)
 
     # --- invocations -----------------------------------------------------------------------------
@@ -469,7 +476,7 @@ class Admin:
         op = request.match_info["op"]
         if op not in _OPS:
             return _empty(404)
-        proc = self.server.partition_for_id(inv_id)
+        proc = self.partitions.partition_for_id(inv_id)
         decisions: list[_Decision] = []
 
         def precheck(state: m.PartitionState) -> str | None:
@@ -499,7 +506,7 @@ class Admin:
                               f"`{mode}`, expected one of `Cancel`, `cancel`, `Kill`, `kill`, "
                               "`Purge`, `purge`")
         # Deprecated API: fire and forget, 202 whatever the invocation's state (as restate).
-        await self.server.propose_to(inv_id, _OPS[mode.lower()](inv_id))
+        await self.partitions.propose_to(inv_id, _OPS[mode.lower()](inv_id))
         return _empty(202)
 
 
@@ -560,13 +567,13 @@ def _decide(op: str, inv_id: str, inv: m.Invocation | None) -> _Decision:
 # --- app -----------------------------------------------------------------------------------------
 
 
-def _admin_token(server: Server) -> str | None:
-    return os.environ.get("RSTQ_ADMIN_TOKEN") or server.config.extra.get("admin_token") or None
+def admin_token(extra: Mapping[str, str]) -> str | None:
+    """The bearer token the admin API asks for: `RSTQ_ADMIN_TOKEN`, else the server config's
+    `extra["admin_token"]`; None: no token asked."""
+    return os.environ.get("RSTQ_ADMIN_TOKEN") or extra.get("admin_token") or None
 
 
-def _middleware(server: Server) -> Any:
-    token = _admin_token(server)
-
+def _middleware(token: str | None) -> Any:
     @web.middleware
     async def middleware(request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
@@ -593,9 +600,9 @@ def _middleware(server: Server) -> Any:
     return middleware
 
 
-def make_admin_app(server: Server) -> web.Application:
-    admin = Admin(server)
-    app = web.Application(middlewares=[_middleware(server)])
+def make_admin_app(admin: Admin, *, token: str | None,
+                   plugins: Sequence[Plugin] = ()) -> web.Application:
+    app = web.Application(middlewares=[_middleware(token)])
     r = app.router
     r.add_get("/health", admin.health, allow_head=False)
     r.add_get("/version", admin.version, allow_head=False)
@@ -610,12 +617,13 @@ def make_admin_app(server: Server) -> web.Application:
     r.add_post("/services/{service}/state", admin.modify_state)
     r.add_patch("/invocations/{invocation}/{op}", admin.invocation_op)
     r.add_delete("/invocations/{invocation}", admin.delete_invocation)
-    for plugin in server.plugins:  # e.g. POST /query (rstq.query), GET /traces/{id}
+    for plugin in plugins:  # e.g. POST /query (rstq.query), GET /traces/{id}
         plugin.admin_routes(app)
     return app
 
 
-async def start_admin(server: Server, bind: str) -> web.AppRunner:
-    runner = await start_runner(make_admin_app(server), bind)
+async def start_admin(admin: Admin, bind: str, *, token: str | None,
+                      plugins: Sequence[Plugin] = ()) -> web.AppRunner:
+    runner = await start_runner(make_admin_app(admin, token=token, plugins=plugins), bind)
     log.info("admin API listening on %s (port %d)", bind, bound_port(runner))
     return runner

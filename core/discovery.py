@@ -13,7 +13,7 @@ import asyncio
 import enum
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -596,6 +596,10 @@ def _manifest_version(content_type: str | None) -> int:
     return MANIFEST_CONTENT_TYPES.index(media) + 1
 
 
+# A GET: (url, headers) -> (status, content-type, body).
+Fetch = Callable[[str, dict[str, str]], Awaitable[tuple[int, str | None, bytes]]]
+
+
 async def _get_h2c(url: str, headers: dict[str, str]) -> tuple[int, str | None, bytes]:
     status, resp_headers, body = await h2c.get(url, headers)
     ctype = next((v for k, v in resp_headers if k == "content-type"), None)
@@ -617,11 +621,13 @@ async def discover(
     *,
     cluster_name: str | None = None,
     timeout: float = 30.0,
+    fetch: Fetch | None = None,
 ) -> Manifest:
     """Discover the deployment at `uri` and return its checked manifest.
 
     h2c (HTTP/2 prior knowledge) by default, as restate-server does for plain http; HTTP/1.1
     (aiohttp) with `use_http_11`. https is only supported with HTTP/1.1 (no ALPN h2 client yet).
+    `fetch` replaces the HTTP client (e.g. an in-memory ASGI app's `AsgiTransport.get`).
     """
     base = uri.rstrip("/")
     url = f"{base}/discover"
@@ -634,7 +640,7 @@ async def discover(
     headers["accept"] = ", ".join(MANIFEST_CONTENT_TYPES)
     if cluster_name is not None:
         headers["x-restate-cluster-name"] = cluster_name
-    fetch = _get_http11 if use_http_11 else _get_h2c
+    fetch = fetch or (_get_http11 if use_http_11 else _get_h2c)
     try:
         status, ctype, body = await asyncio.wait_for(fetch(url, headers), timeout)
     except TimeoutError as e:

@@ -25,12 +25,13 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from aiohttp import web
 from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core import journal
+from rstq.core.clock import Clock
 from rstq.core.discovery import HandlerDef, InputSpec
 from rstq.core.ids import (
     idempotent_invocation_id,
@@ -39,15 +40,15 @@ from rstq.core.ids import (
     workflow_invocation_id,
 )
 from rstq.core.model import COMPLETED, SCHEDULED, Invocation, PartitionState
+from rstq.core.plugins import TraceSource
+from rstq.core.ports import Limits, Partitions, Result, SchemaSource, Waiters
 from rstq.core.processor import Refused
 from rstq.core.schema import Service
 from rstq.protocol import trace_ids as tids
 from rstq.protocol.ids import BASE62_ALPHABET, IdError
 
-if TYPE_CHECKING:
-    from rstq.core.server import Result, Server
-
 __all__ = [
+    "Ingress",
     "friendly_duration",
     "id_decode_error",
     "make_ingress_app",
@@ -376,10 +377,16 @@ class Target:
 
 
 class Ingress:
-    """The request handlers, bound to one server."""
+    """The request handlers. `trace_source`: None when tracing is off (no trace ids)."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, *, partitions: Partitions, meta: SchemaSource, waiters: Waiters,
+                 clock: Clock, limits: Limits, trace_source: TraceSource | None) -> None:
+        self.partitions = partitions
+        self.meta = meta
+        self.waiters = waiters
+        self.clock = clock
+        self.limits = limits
+        self.trace_source = trace_source
 
     # --- routing ---------------------------------------------------------------------------------
 
@@ -442,7 +449,7 @@ class Ingress:
         raise not_found()  # also attach/output by target body and lookup: not implemented
 
     def _service_route(self, name: str, parts: list[str], verb: str | None) -> Handler:
-        service = self.server.schema.services.get(name)
+        service = self.meta.schema.services.get(name)
         if service is None:
             raise IngressError(404, f"service '{name}' not found, make sure to register the "
                                     "service before calling it.")
@@ -485,7 +492,7 @@ class Ingress:
             inv_id = self._parse_invocation_id(raw_id)
             return self._query_route(last, lambda: inv_id)
         name = parts[0]
-        service = self.server.schema.services.get(name)
+        service = self.meta.schema.services.get(name)
         if service is None:
             raise IngressError(404, f"service '{name}' not found, make sure to register the "
                                     "service before calling it.")
@@ -526,7 +533,7 @@ class Ingress:
     async def health(self, request: web.Request) -> web.Response:
         if request.method != "GET":
             raise method_not_allowed()
-        names = list(self.server.schema.services)
+        names = list(self.meta.schema.services)
         return _response(200, _json_bytes({"services": names}),
                          {"content-type": APPLICATION_JSON})
 
@@ -568,7 +575,7 @@ class Ingress:
     def _build_invoke(self, request: web.Request, target: Target, body: bytes,
                       idem: str | None, workflow_run: bool, delay: int | None) -> c.Invoke:
         service, handler = target.service, target.handler_name
-        now = self.server.clock.now_ms()
+        now = self.clock.now_ms()
         if workflow_run:
             assert target.key is not None
             inv_id = workflow_invocation_id(service.name, target.key)
@@ -577,8 +584,8 @@ class Ingress:
         else:
             inv_id = new_invocation_id(service.name, target.key, now)
         completion_ms, journal_ms = _retention(service, handler, idem is not None, workflow_run)
-        deployment = self.server.schema.deployments.get(service.deployment_id)
-        tracing = self.server.trace_source  # None: off, no ids
+        deployment = self.meta.schema.deployments.get(service.deployment_id)
+        tracing = self.trace_source  # None: off, no ids
         trace = (tracing.invoke_trace(inv_id, request.headers.get("traceparent"))
                  if tracing is not None else tids.UNTRACED)
         return c.Invoke(
@@ -603,7 +610,7 @@ class Ingress:
 
     async def _propose_invoke(self, invoke: c.Invoke) -> bool:
         """Propose; True when the id already existed (a duplicate)."""
-        limit, lock = self.server.config.max_inbox, (invoke.service, invoke.key)
+        limit, lock = self.limits.max_inbox, (invoke.service, invoke.key)
 
         def inbox_room(state: PartitionState) -> str | None:  # exclusive targets queue per key
             queue = state.inboxes.get(lock)
@@ -613,7 +620,7 @@ class Ingress:
             return None
 
         try:
-            actions = await self.server.partition_for_id(invoke.invocation_id).propose(
+            actions = await self.partitions.partition_for_id(invoke.invocation_id).propose(
                 invoke, inbox_room)
         except Refused as e:
             if str(e).startswith(INBOX_FULL):
@@ -640,7 +647,7 @@ class Ingress:
 
     async def _call(self, invoke: c.Invoke, workflow_run: bool) -> web.Response:
         inv_id = invoke.invocation_id
-        fut = self.server.wait_result(inv_id)  # before proposing: the result may come at once
+        fut = self.waiters.wait_result(inv_id)  # before proposing: the result may come at once
         try:
             if await self._propose_invoke(invoke):
                 if workflow_run:  # restate answers a second run with a failure, not the result
@@ -651,7 +658,7 @@ class Ingress:
                     return self._stored_result(inv)
             return self._live_result(inv_id, await self._await(fut))
         finally:
-            self.server.forget_waiter(inv_id, fut)
+            self.waiters.forget_waiter(inv_id, fut)
 
     # --- awakeables ------------------------------------------------------------------------------
 
@@ -668,7 +675,7 @@ class Ingress:
             entry_type, raw = journal.awakeable_resolution(idx, None, failure)
         try:
             # An unknown or finished target is not an error here (restate answers 202 too).
-            await self.server.propose_to(inv_id, c.Notify(inv_id, entry_type, raw))
+            await self.partitions.propose_to(inv_id, c.Notify(inv_id, entry_type, raw))
         except Refused as e:
             raise IngressError(503, f"internal routing error: {e}. Submitting the request "
                                     "again may result in executing the operation twice.") from None
@@ -685,11 +692,11 @@ class Ingress:
         if inv.status == COMPLETED:
             return self._stored_result(inv)
         # No await since the look-up: the completion cannot slip between it and the waiter.
-        fut = self.server.wait_result(inv_id)
+        fut = self.waiters.wait_result(inv_id)
         try:
             return self._live_result(inv_id, await self._await(fut))
         finally:
-            self.server.forget_waiter(inv_id, fut)
+            self.waiters.forget_waiter(inv_id, fut)
 
     async def output(self, request: web.Request, inv_id: str) -> web.Response:
         if request.method != "GET":
@@ -704,7 +711,7 @@ class Ingress:
     # --- answers ---------------------------------------------------------------------------------
 
     def _invocation(self, inv_id: str) -> Invocation | None:
-        return self.server.partition_for_id(inv_id).state.invocations.get(inv_id)
+        return self.partitions.partition_for_id(inv_id).state.invocations.get(inv_id)
 
     @staticmethod
     async def _await(fut: Awaitable[Result]) -> Result:
@@ -736,7 +743,7 @@ class Ingress:
         if failure is not None:
             return failure_response(failure[0], failure[1], headers, stacktrace)
         # The content type comes from the latest revision of the handler, as in restate.
-        service = self.server.schema.services.get(service_name)
+        service = self.meta.schema.services.get(service_name)
         handler = service.handler(handler_name) if service is not None else None
         if handler is None:
             raise not_found()
@@ -814,10 +821,9 @@ def _forwarded_headers(request: web.Request) -> list[tuple[str, str]]:
 # --- app and listener ----------------------------------------------------------------------------
 
 
-def make_ingress_app(server: Server) -> web.Application:
-    ingress = Ingress(server)
+def make_ingress_app(ingress: Ingress) -> web.Application:
     # aiohttp answers bodies over client_max_size on read(); `handle` turns that into a 413.
-    app = web.Application(client_max_size=server.config.max_body_bytes)
+    app = web.Application(client_max_size=ingress.limits.max_body_bytes)
     app.router.add_route("*", "/{tail:.*}", ingress.handle)
     return app
 
@@ -851,7 +857,7 @@ def bound_port(runner: web.AppRunner) -> int:
     return int(runner.addresses[0][1])
 
 
-async def start_ingress(server: Server, bind: str) -> web.AppRunner:
-    runner = await start_runner(make_ingress_app(server), bind)
+async def start_ingress(ingress: Ingress, bind: str) -> web.AppRunner:
+    runner = await start_runner(make_ingress_app(ingress), bind)
     log.info("ingress listening on %s (port %d)", bind, bound_port(runner))
     return runner

@@ -3,8 +3,9 @@
 For each `StartAttempt(invocation, epoch)` it sends Start plus the stored journal to the pinned
 deployment, reads the frames the handler answers with and turns each into a log command
 (proposed with an epoch precheck, so a zombie attempt never reaches the log). REQUEST_RESPONSE
-deployments get one HTTP/1.1 request per attempt; BIDI_STREAM deployments get an h2c stream
-that stays open, and notifications stored while the attempt runs are pushed on it at once.
+deployments get one request per attempt; BIDI_STREAM deployments get a stream that stays open,
+and notifications stored while the attempt runs are pushed on it at once. How the bytes travel
+is the `Transport`'s business (core/transport.py: HTTP/1.1 and h2c, or an ASGI app in memory).
 
 Nothing here changes state directly: every effect is a proposed command, applied by the
 partition processor after it is durable.
@@ -19,19 +20,20 @@ import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 from rstq.core import actions as a
 from rstq.core import commands as c
-from rstq.core import h2c
 from rstq.core import journal as j
+from rstq.core.clock import Clock
 from rstq.core.discovery import EffectiveSettings, OnMaxAttempts, effective_settings
 from rstq.core.ids import idempotent_invocation_id, new_invocation_id, workflow_invocation_id
 from rstq.core.model import INVOKED, Invocation, PartitionState
-from rstq.core.processor import PartitionProcessor, Refused
+from rstq.core.ports import Limits, Partition, Partitions, SchemaSource
+from rstq.core.processor import Refused
 from rstq.core.schema import Deployment
+from rstq.core.transport import Exchange, Head, Transport, TransportError
 from rstq.protocol import messages as pm
 from rstq.protocol import trace_ids as tids
 from rstq.protocol.framing import (
@@ -45,18 +47,12 @@ from rstq.protocol.ids import InvocationId
 from rstq.protocol.versions import invocation_content_type
 from rstq.protocol.wire import ProtocolError
 
-if TYPE_CHECKING:
-    from rstq.core.server import Server
-
 log = logging.getLogger(__name__)
 
 PROTOCOL_VIOLATION = 571
 T = pm.MessageType
 _STATE_WRITES = {T.SET_STATE_COMMAND, T.CLEAR_STATE_COMMAND, T.CLEAR_ALL_STATE_COMMAND}
 _PROMISE_COMMANDS = {T.GET_PROMISE_COMMAND, T.PEEK_PROMISE_COMMAND, T.COMPLETE_PROMISE_COMMAND}
-# Request headers whose values differ per attempt: kept out of the HPACK dynamic table.
-_UNIQUE_HEADERS = frozenset({"x-restate-invocation-id", "x-restate-service-key",
-                             "traceparent"})
 
 
 class AttemptError(Exception):
@@ -88,11 +84,16 @@ class _Attempt:
 
 
 class Invoker:
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    """Runs the attempts the partitions ask for; owns `transport` (closed with the invoker)."""
+
+    def __init__(self, *, partitions: Partitions, meta: SchemaSource, clock: Clock,
+                 limits: Limits, transport: Transport) -> None:
+        self.partitions = partitions
+        self.meta = meta
+        self.clock = clock
+        self.limits = limits
+        self.transport = transport
         self._attempts: dict[str, _Attempt] = {}
-        self._http: aiohttp.ClientSession | None = None
-        self._h2 = h2c.H2Pool()
         self.started = 0
         self.failed = 0
 
@@ -106,9 +107,7 @@ class Invoker:
             except (asyncio.CancelledError, Exception):
                 pass
         self._attempts.clear()
-        if self._http is not None:
-            await self._http.close()
-        await self._h2.close()
+        await self.transport.close()
 
     # --- actions from the partitions -----------------------------------------------------------
 
@@ -134,7 +133,7 @@ class Invoker:
     # --- one attempt ---------------------------------------------------------------------------
 
     async def _run(self, att: _Attempt) -> None:
-        proc = self.server.processors[att.partition]
+        proc = self.partitions.partition(att.partition)
         try:
             inv = proc.state.invocations.get(att.invocation_id)
             if inv is None or inv.status != INVOKED or inv.epoch != att.epoch:
@@ -149,10 +148,11 @@ class Invoker:
                 await self._fail(att, proc, e)
             except TimeoutError:
                 if dep.bidi:  # nothing from the peer for the whole attempt: a dead connection
-                    await self._h2.evict_silent(dep.uri, 0.9 * settings.abort_timeout_ms / 1000)
+                    await self.transport.evict_silent(
+                        dep.uri, 0.9 * settings.abort_timeout_ms / 1000)
                 await self._fail(att, proc, AttemptError(
                     500, "attempt exceeded the abort timeout"))
-            except (aiohttp.ClientError, h2c.H2ConnectionError, OSError) as e:
+            except (TransportError, OSError) as e:
                 await self._fail(att, proc, AttemptError(
                     503, f"cannot reach the service endpoint: {e}"))
             except ProtocolError as e:
@@ -179,13 +179,13 @@ class Invoker:
                 del self._attempts[att.invocation_id]
 
     def _restart(self, partition: int, invocation_id: str, epoch: int) -> None:
-        inv = self.server.processors[partition].state.invocations.get(invocation_id)
+        inv = self.partitions.partition(partition).state.invocations.get(invocation_id)
         if (invocation_id not in self._attempts and inv is not None and inv.status == INVOKED
                 and inv.epoch == epoch):
             self.handle(partition, a.StartAttempt(invocation_id, epoch))
 
     def _target(self, inv: Invocation) -> tuple[Deployment, EffectiveSettings]:
-        schema = self.server.schema
+        schema = self.meta.schema
         dep = schema.deployments.get(inv.deployment_id)
         if dep is None:
             raise AttemptError(500, f"deployment {inv.deployment_id} is not registered")
@@ -197,7 +197,7 @@ class Invoker:
 
     def _start_frames(self, inv: Invocation, state: PartitionState, settings: EffectiveSettings,
                       version: int) -> bytes:
-        now = self.server.clock.now_ms()
+        now = self.clock.now_ms()
         entries: tuple[pm.StateEntry, ...] = ()
         partial = True
         if inv.keyed and not settings.enable_lazy_state:
@@ -236,7 +236,7 @@ class Invoker:
         headers.update({k.lower(): v for k, v in dep.additional_headers})
         return headers
 
-    async def _drive(self, att: _Attempt, proc: PartitionProcessor, inv: Invocation,
+    async def _drive(self, att: _Attempt, proc: Partition, inv: Invocation,
                      dep: Deployment, settings: EffectiveSettings) -> None:
         body = self._start_frames(inv, proc.state, settings, att.version)
         att.sent_upto = len(inv.journal)
@@ -248,42 +248,29 @@ class Invoker:
         else:
             await self._drive_request_response(att, proc, url, headers, body)
 
-    async def _drive_request_response(self, att: _Attempt, proc: PartitionProcessor, url: str,
+    async def _drive_request_response(self, att: _Attempt, proc: Partition, url: str,
                                       headers: dict[str, str], body: bytes) -> None:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
-                connector=aiohttp.TCPConnector(limit=0))
-        async with self._http.post(url, data=body, headers=headers,
-                                   skip_auto_headers=("User-Agent", "Accept-Encoding")) as resp:
-            await self._check_response(resp.status, resp.headers.get("content-type"),
-                                       att.version, resp.content.read,
-                                       resp.headers.get("retry-after"))
-            await self._consume(att, proc, resp.content.iter_any())
+        async with self.transport.open(url, headers, bidi=False) as exchange:
+            await exchange.send(body)
+            await exchange.end()
+            await self._check_response(await exchange.head(), att.version, exchange.read)
+            await self._consume(att, proc, exchange.body())
 
-    async def _drive_bidi(self, att: _Attempt, proc: PartitionProcessor, url: str,
+    async def _drive_bidi(self, att: _Attempt, proc: Partition, url: str,
                           headers: dict[str, str], body: bytes,
                           settings: EffectiveSettings) -> None:
-        host, port, path = h2c.split_url(url)
-        # HEADERS stay buffered: _push's first send writes them with the replay, in one write.
-        stream = await self._h2.request(host, port, "POST", path, headers,
-                                        never_index=_UNIQUE_HEADERS, flush=False)
-        att.push = asyncio.Queue()
-        pusher = asyncio.get_running_loop().create_task(
-            self._push(att, proc, stream, body, settings.inactivity_timeout_ms / 1000))
+        pusher: asyncio.Task[None] | None = None
         try:
-            async with stream:
-                head = await stream.response_headers()
-
-                async def read_rest() -> bytes:
-                    return await stream.read()
-
-                await self._check_response(head.status, head.header("content-type"),
-                                           att.version, read_rest, head.header("retry-after"))
+            async with self.transport.open(url, headers, bidi=True) as stream:
+                att.push = asyncio.Queue()
+                pusher = asyncio.get_running_loop().create_task(
+                    self._push(att, proc, stream, body, settings.inactivity_timeout_ms / 1000))
+                await self._check_response(await stream.head(), att.version, stream.read)
 
                 async def close_request_side() -> None:
                     # The handler ended: close our side at once (before waiting for the log),
                     # so the SDK can finish its response and free the stream.
+                    assert pusher is not None
                     pusher.cancel()
                     try:
                         await pusher
@@ -291,18 +278,19 @@ class Invoker:
                         pass
                     try:
                         await stream.end()
-                    except h2c.H2ConnectionError:
+                    except TransportError:
                         pass  # already closed (inactivity) or reset
 
                 await self._consume(att, proc, stream.body(), close_request_side)
         finally:
-            pusher.cancel()
-            try:
-                await pusher
-            except (asyncio.CancelledError, Exception):
-                pass
+            if pusher is not None:
+                pusher.cancel()
+                try:
+                    await pusher
+                except (asyncio.CancelledError, Exception):
+                    pass
 
-    async def _push(self, att: _Attempt, proc: PartitionProcessor, stream: h2c.H2Stream,
+    async def _push(self, att: _Attempt, proc: Partition, stream: Exchange,
                     initial: bytes, inactivity_s: float) -> None:
         """BIDI writer: the replay, then each stored notification; closes the request side
         after the inactivity timeout so the handler suspends instead of holding a slot."""
@@ -327,8 +315,9 @@ class Invoker:
                     continue
             await stream.send(encode_raw_frame(entry.entry_type, entry.raw))
 
-    async def _check_response(self, status: int, ctype: str | None, version: int,
-                              read_rest: Any, retry_after: str | None = None) -> None:
+    async def _check_response(self, head: Head, version: int,
+                              read_rest: Callable[[], Awaitable[bytes]]) -> None:
+        status, ctype, retry_after = head.status, head.content_type, head.retry_after
         if status != 200:
             excerpt = ""
             try:
@@ -348,11 +337,11 @@ class Invoker:
                                f"service endpoint answered content-type {ctype!r}, "
                                f"expected {expected!r}")
 
-    async def _consume(self, att: _Attempt, proc: PartitionProcessor,
+    async def _consume(self, att: _Attempt, proc: Partition,
                        chunks: AsyncIterator[bytes],
                        on_end: Callable[[], Awaitable[None]] | None = None) -> None:
         # Frames over the journal entry limit fail the attempt before they are buffered.
-        decoder = FrameDecoder(self.server.config.max_journal_entry_bytes)
+        decoder = FrameDecoder(self.limits.max_journal_entry_bytes)
         pending: list[asyncio.Future[list[a.Action]]] = []
         async for chunk in chunks:
             for header, msg in decoder.feed(chunk):
@@ -373,7 +362,7 @@ class Invoker:
                 if isinstance(res, BaseException):
                     raise res
 
-    def _propose(self, att: _Attempt, proc: PartitionProcessor, cmd: c.Command,
+    def _propose(self, att: _Attempt, proc: Partition, cmd: c.Command,
                  pending: list[asyncio.Future[list[a.Action]]]) -> None:
         def current(state: PartitionState) -> str | None:
             inv = state.invocations.get(att.invocation_id)
@@ -383,13 +372,13 @@ class Invoker:
 
         pending.append(proc.propose_nowait(cmd, precheck=current))
 
-    def _on_frame(self, att: _Attempt, proc: PartitionProcessor, header: FrameHeader,
+    def _on_frame(self, att: _Attempt, proc: Partition, header: FrameHeader,
                   msg: pm.Message, pending: list[asyncio.Future[list[a.Action]]]) -> bool:
         """Turn one frame into proposals; True when it ends the attempt."""
         t = header.type
         inv_id, ep = att.invocation_id, att.epoch
         if isinstance(msg, pm.SetStateCommandMessage) and msg.value is not None:
-            limit = self.server.config.max_state_value_bytes
+            limit = self.limits.max_state_value_bytes
             if len(msg.value.content) > limit:
                 raise AttemptError(PROTOCOL_VIOLATION,
                                    f"state value of {len(msg.value.content)} bytes exceeds the "
@@ -438,7 +427,7 @@ class Invoker:
             raise AttemptError(PROTOCOL_VIOLATION, "promises exist only in workflows")
         if not isinstance(msg, (pm.CallCommandMessage, pm.OneWayCallCommandMessage)):
             return c.AppendEntry(att.invocation_id, att.epoch, t, raw)
-        svc = self.server.schema.services.get(msg.service_name)
+        svc = self.meta.schema.services.get(msg.service_name)
         if svc is None or svc.handler(msg.handler_name) is None:
             raise AttemptError(
                 500, f"call to unknown target {msg.service_name}/{msg.handler_name}",
@@ -452,8 +441,8 @@ class Invoker:
         elif svc.ty == "workflow" and handler_ty == "workflow":
             callee = workflow_invocation_id(svc.name, msg.key)
         else:
-            callee = new_invocation_id(svc.name, key, self.server.clock.now_ms())
-        dep = self.server.schema.deployments[svc.deployment_id]
+            callee = new_invocation_id(svc.name, key, self.clock.now_ms())
+        dep = self.meta.schema.deployments[svc.deployment_id]
         return c.AppendEntry(att.invocation_id, att.epoch, t, raw, callee_id=callee,
                              callee_service_ty=svc.ty, callee_handler_ty=handler_ty,
                              callee_deployment_id=dep.deployment_id,
@@ -461,7 +450,7 @@ class Invoker:
 
     # --- failures ------------------------------------------------------------------------------
 
-    async def _fail(self, att: _Attempt, proc: PartitionProcessor, err: AttemptError) -> None:
+    async def _fail(self, att: _Attempt, proc: Partition, err: AttemptError) -> None:
         inv = proc.state.invocations.get(att.invocation_id)
         if inv is None or inv.status != INVOKED or inv.epoch != att.epoch:
             return
@@ -474,7 +463,7 @@ class Invoker:
 
             policy = DEFAULT_RETRY_POLICY
         failures = inv.total_retries + 1
-        now = self.server.clock.now_ms()
+        now = self.clock.now_ms()
         retry_at = 0
         if err.behavior == pm.ErrorBehavior.PAUSE:
             then = c.AttemptOutcome.PAUSE

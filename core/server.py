@@ -2,8 +2,10 @@
 
 `Server` owns one processor per partition (all in one event loop), the outbox shuffler between
 them, and the table of callers waiting for invocation results. The invoker, ingress and admin
-listeners are its own; what sits around the runtime (SQL, the Postgres wire, tracing) comes in
-as `Plugin`s from the composition root (`rstq.app`), so core imports none of it.
+listeners are its own; each is given only the ports it uses (core/ports.py: the server is their
+`Partitions` and `Waiters`, the metadata store their schema), plus the clock and the `Limits`.
+What sits around the runtime (SQL, the Postgres wire, tracing) comes in as `Plugin`s from the
+composition root (`rstq.app`), so core imports none of it.
 """
 
 from __future__ import annotations
@@ -18,21 +20,25 @@ from typing import TYPE_CHECKING
 
 from rstq.core import actions as a
 from rstq.core import commands as c
-from rstq.core.admin import start_admin
+from rstq.core.admin import Admin, admin_token, start_admin
 from rstq.core.clock import Clock, SystemClock
 from rstq.core.datadir import DataDir
 from rstq.core.ids import partition_key_of
-from rstq.core.ingress import bound_port, start_ingress
+from rstq.core.ingress import Ingress, bound_port, start_ingress
 from rstq.core.log.api import FsyncPolicy
 from rstq.core.log.local import LocalLog
 from rstq.core.partitioning import partition_of
 from rstq.core.plugins import Plugin, TraceSource
+from rstq.core.ports import Limits, Result
 from rstq.core.processor import PartitionProcessor, ProcessorConfig, Refused
 from rstq.core.schema import MetaStore, Schema
 
 if TYPE_CHECKING:
     from aiohttp import web
     from rstq.core.invoker import Invoker
+    from rstq.core.transport import Transport
+
+__all__ = ["AttemptHandler", "Result", "Server", "ServerConfig"]  # Result: moved to ports
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +61,21 @@ class ServerConfig:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
-class Result:
-    value: bytes | None
-    failure: tuple[int, str] | None
-    stacktrace: str = ""
-
-
 class Server:
     def __init__(self, config: ServerConfig, clock: Clock | None = None,
-                 plugins: Sequence[Plugin] = ()) -> None:
+                 plugins: Sequence[Plugin] = (), transport: Transport | None = None) -> None:
+        """`transport`: how the invoker reaches service endpoints (default: HTTP/1.1 and h2c;
+        tests pass an in-memory `transport_asgi.AsgiTransport`)."""
         self.config = config
+        self.limits = Limits(
+            max_body_bytes=config.max_body_bytes,
+            max_journal_entry_bytes=config.max_journal_entry_bytes,
+            max_state_value_bytes=config.max_state_value_bytes,
+            max_inbox=config.max_inbox,
+            enable_protocol_v7=config.enable_protocol_v7)
         self.plugins: list[Plugin] = list(plugins)
         self.clock: Clock = clock or SystemClock()
+        self._transport = transport
         self.datadir: DataDir | None = None
         self.meta: MetaStore | None = None
         self.invoker: Invoker | None = None
@@ -106,8 +114,10 @@ class Server:
             redo.append(proc.recover())
             self.processors.append(proc)
         from rstq.core.invoker import Invoker
+        from rstq.core.transport_http import HttpTransport
 
-        self.invoker = Invoker(self)
+        self.invoker = Invoker(partitions=self, meta=self.meta, clock=self.clock,
+                               limits=self.limits, transport=self._transport or HttpTransport())
         self.attempt_handler = self.invoker.handle
         for plugin in self.plugins:
             plugin.attach(self)
@@ -153,13 +163,22 @@ class Server:
         self._started = False
 
     async def _start_listeners(self) -> None:
-        # Last in start(): a request may only arrive once every partition is up.
+        # Last in start(): a request may only arrive once every partition is up. After the
+        # plugins' attach, which may have set the trace source.
+        meta = self.meta
+        assert meta is not None
         if self.config.ingress_bind is not None:
-            runner = await start_ingress(self, self.config.ingress_bind)
+            ingress = Ingress(partitions=self, meta=meta, waiters=self, clock=self.clock,
+                              limits=self.limits, trace_source=self.trace_source)
+            runner = await start_ingress(ingress, self.config.ingress_bind)
             self._runners.append(runner)
             self.ingress_port = bound_port(runner)
         if self.config.admin_bind is not None:
-            runner = await start_admin(self, self.config.admin_bind)
+            admin = Admin(partitions=self, meta=meta, clock=self.clock, limits=self.limits,
+                          ingress_port=self.ingress_port)
+            runner = await start_admin(admin, self.config.admin_bind,
+                                       token=admin_token(self.config.extra),
+                                       plugins=self.plugins)
             self._runners.append(runner)
             self.admin_port = bound_port(runner)
 
@@ -177,7 +196,10 @@ class Server:
         """Append `cmd` to the partition owning `invocation_id`; its actions once applied."""
         return await self.partition_for_id(invocation_id).propose(cmd)
 
-    # --- routing -------------------------------------------------------------------------------
+    # --- routing (the ports' `Partitions`) -------------------------------------------------------
+
+    def partition(self, index: int) -> PartitionProcessor:
+        return self.processors[index]
 
     def partition_for_id(self, invocation_id: str) -> PartitionProcessor:
         return self.processors[partition_of(partition_key_of(invocation_id), self.partitions)]

@@ -18,8 +18,8 @@ from rstq.query.tables import TABLES
 
 if TYPE_CHECKING:
     from rstq.core.model import PartitionState
-    from rstq.core.server import Server
     from rstq.query.engine import Engine
+    from rstq.query.source import ServerSource
 
 __all__ = [
     "TABLES",
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-def engine_for(server: Server) -> Engine:
+def engine_for(server: ServerSource) -> Engine:
     from rstq.query.http import engine_for as _engine_for
 
     return _engine_for(server)

@@ -17,24 +17,21 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 from aiohttp import web
 from rstq.query.api import QueryError
 from rstq.query.engine import Engine, Limits
-from rstq.query.source import Materializer, server_in_flight, server_sources
+from rstq.query.source import Materializer, ServerSource, server_in_flight, server_sources
 from rstq.query.tables import TABLES
-
-if TYPE_CHECKING:
-    from rstq.core.server import Server
 
 log = logging.getLogger(__name__)
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
-_engines: weakref.WeakKeyDictionary[Server, Engine] = weakref.WeakKeyDictionary()
+_engines: weakref.WeakKeyDictionary[ServerSource, Engine] = weakref.WeakKeyDictionary()
 
 
-def engine_for(server: Server, limits: Limits | None = None) -> Engine:
+def engine_for(server: ServerSource, limits: Limits | None = None) -> Engine:
     """The server's query engine: one per server, created on first use, which must be on the
     server's event loop (snapshots are taken there); then `sql()` works from any thread."""
     eng = _engines.get(server)
@@ -62,7 +59,7 @@ def engine_for(server: Server, limits: Limits | None = None) -> Engine:
 BUSY_WINDOW_S = 0.5
 
 
-def server_busy(server: Server, clock: Callable[[], float] = time.monotonic
+def server_busy(server: ServerSource, clock: Callable[[], float] = time.monotonic
                 ) -> Callable[[], bool]:
     """True while the partitions applied something in the last `BUSY_WINDOW_S`: then SQL
     gets its CPU share only; on an idle server queries run unthrottled."""
@@ -119,7 +116,7 @@ def _error(status: int, message: str, sqlstate: str | None = None) -> web.Respon
     return web.json_response(doc, status=status)
 
 
-def make_handler(server: Server) -> Any:
+def make_handler(server: ServerSource) -> Any:
     async def query(request: web.Request) -> web.Response:
         try:
             doc = json.loads(await request.read() or b"null")
@@ -142,7 +139,7 @@ def make_handler(server: Server) -> Any:
     return query
 
 
-def add_routes(app: web.Application, server: Server) -> None:
+def add_routes(app: web.Application, server: ServerSource) -> None:
     """`POST /query` and `POST /v4/query` (the path Restate's CLI uses)."""
     handler = make_handler(server)
     app.router.add_post("/query", handler)
@@ -174,7 +171,7 @@ WARM_QUERY = "SELECT count(*) FROM " + ", ".join(
 DRAIN_INTERVAL_S = 1.0
 
 
-async def _warm(server: Server) -> None:
+async def _warm(server: ServerSource) -> None:
     await asyncio.sleep(0.05)  # let startup finish first
     eng = engine_for(server)
     try:

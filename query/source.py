@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow as pa
 from rstq.core.model import PartitionState
@@ -21,8 +21,9 @@ from rstq.query.tables.base import RowContext
 from rstq.query.views import PartitionViews, Snapshot
 
 if TYPE_CHECKING:
+    from rstq.core.ports import SchemaSource
+    from rstq.core.processor import PartitionProcessor
     from rstq.core.schema import Schema
-    from rstq.core.server import Server
 
 
 @dataclass(frozen=True)
@@ -119,12 +120,27 @@ def schema_tables(schema: Schema | None) -> dict[str, pa.RecordBatch]:
             t.SYS_DEPLOYMENT.name: sys_deployment.batch(schema)}
 
 
-def server_sources(server: Server) -> list[PartitionSource]:
+class ServerSource(Protocol):
+    """What the query layer reads of a running server (`rstq.core.server.Server` is one): its
+    partition processors, the metadata (None before start), and whether an invoker runs
+    attempts (an `attempt_handler`)."""
+
+    @property
+    def processors(self) -> Sequence[PartitionProcessor]: ...
+
+    @property
+    def meta(self) -> SchemaSource | None: ...
+
+    @property
+    def attempt_handler(self) -> Callable[..., None] | None: ...
+
+
+def server_sources(server: ServerSource) -> list[PartitionSource]:
     return [PartitionSource(p.state, p.version, p.log.durable_lsn, p.log.first_lsn,
                             p.stats.snapshot_lsn) for p in server.processors]
 
 
-def server_in_flight(server: Server) -> Callable[[str], bool]:
+def server_in_flight(server: ServerSource) -> Callable[[str], bool]:
     """With an invoker, an INVOKED invocation's attempt starts as soon as it is applied."""
 
     def in_flight(_inv_id: str) -> bool:

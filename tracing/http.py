@@ -10,18 +10,19 @@ from aiohttp import web
 from rstq.protocol.ids import IdError
 
 if TYPE_CHECKING:
-    from rstq.core.server import Server
+    from rstq.core.ports import Partitions
     from rstq.tracing.runtime import Tracing
 
 
-def add_routes(app: web.Application, server: Server,
+def add_routes(app: web.Application, partitions: Partitions,
                tracing_of: Callable[[], Tracing | None]) -> None:
-    """`tracing_of()`: the server's tracing, None when it is off (the route answers anyway)."""
+    """`partitions`: where the invocation (its trace id) is looked up; `tracing_of()`: the
+    server's tracing, None when it is off (the route answers anyway)."""
 
     async def get_trace(request: web.Request) -> web.Response:
         inv_id = request.match_info["invocation"]
         try:
-            inv = server.partition_for_id(inv_id).state.invocations.get(inv_id)
+            inv = partitions.partition_for_id(inv_id).state.invocations.get(inv_id)
         except IdError:
             return web.json_response({"message": f"bad invocation id {inv_id!r}"}, status=400)
         tracing = tracing_of()
