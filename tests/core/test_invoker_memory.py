@@ -1,6 +1,6 @@
 """The invoker through the in-memory transport: real SDK apps, no sockets, no hypercorn.
 
-Each test runs the compat services (tests/support/compat_services.py) with the official
+Each test runs the compat services (tests/support/apps/compat_services.py) with the official
 restate-sdk and with rstq.sdk, in REQUEST_RESPONSE and BIDI_STREAM mode, called in-process by
 `AsgiTransport`. Time is a `ManualClock`: sleeps and retry backoffs fire when the test moves the
 clock, and every wait is for a state the partitions applied (`Watch`), never for time to pass.
@@ -31,7 +31,7 @@ from rstq.core.transport_asgi import AsgiApp, AsgiTransport, Receive, Send
 from rstq.protocol import messages as pm
 from rstq.protocol.ids import DeploymentId
 
-from tests.support import compat_services, rstq_sdk_compat_services
+from tests.support.apps import compat_services, rstq_sdk_compat_services
 
 URI = "http://services.test:9080"
 T = TypeVar("T")
