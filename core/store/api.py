@@ -59,14 +59,19 @@ class StoreClosedError(StoreError):
 
 
 def check_key(key: bytes) -> None:
-    if type(key) is not bytes:  # noqa: E721 - bytes subclasses/bytearray refused on purpose
+    if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+        bad_key(key)
+
+
+def bad_key(key: object) -> None:
+    """Raise the error for a key `check_key` refuses (bytes subclasses and buffers too)."""
+    if type(key) is not bytes:
         raise TypeError(f"store keys are bytes, not {type(key).__name__}")
-    if not 0 < len(key) <= MAX_KEY_SIZE:
-        raise ValueError(f"store key must be 1..{MAX_KEY_SIZE} bytes, got {len(key)}")
+    raise ValueError(f"store key must be 1..{MAX_KEY_SIZE} bytes, got {len(key)}")
 
 
 def check_value(value: bytes) -> None:
-    if type(value) is not bytes:  # noqa: E721
+    if type(value) is not bytes:
         raise TypeError(f"store values are bytes, not {type(value).__name__}")
 
 

@@ -33,12 +33,14 @@ from pathlib import Path
 
 import lmdb
 from rstq.core.store.api import (
+    MAX_KEY_SIZE,
     PartitionStore,
     Snapshot,
     StoreClosedError,
     StoreError,
     StoreLockedError,
     WriteBatch,
+    bad_key,
     check_key,
     check_value,
 )
@@ -58,8 +60,11 @@ class LmdbBatch(WriteBatch):
         self._written = False
 
     def put(self, key: bytes, value: bytes) -> None:
-        check_key(key)
-        check_value(value)
+        # the checks inlined: this is the hot path of apply
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+            bad_key(key)
+        if type(value) is not bytes:
+            check_value(value)
         self.ops.append((key, value))
 
     def delete(self, key: bytes) -> None:

@@ -18,10 +18,10 @@ rocksdict shortcomings this module works around (0.3.29, checked by tests/core/t
   their start instead.
 - `Snapshot[key]` raises a bare `Exception("key not found")` for a missing key.
 - Engine errors are bare `Exception`s with RocksDB's status text; mapped to StoreError.
-- The GIL is held during `write` (fsync included), `get`, iteration and checkpoints; it is
-  released by `flush_wal`. A synced write is therefore an unsynced `write` followed by
-  `flush_wal(sync=True)` (RocksDB's SyncWAL: the same durability), so other threads run
-  during the fsync.
+- The GIL is held during `write` (fsync included), `get`, iteration steps and checkpoints;
+  it is released by `flush_wal` and `flush`. A synced write is therefore an unsynced `write`
+  followed by `flush_wal(sync=True)` (RocksDB's SyncWAL: the same durability), so other
+  threads run during the fsync; a checkpoint flushes the memtable first.
 """
 
 from __future__ import annotations
@@ -47,12 +47,14 @@ from rocksdict import (
 from rocksdict import Snapshot as _RdSnapshot
 from rocksdict import WriteBatch as _RdBatch
 from rstq.core.store.api import (
+    MAX_KEY_SIZE,
     PartitionStore,
     Snapshot,
     StoreClosedError,
     StoreError,
     StoreLockedError,
     WriteBatch,
+    bad_key,
     check_key,
     check_value,
 )
@@ -114,8 +116,11 @@ class RocksBatch(WriteBatch):
         self._written = False
 
     def put(self, key: bytes, value: bytes) -> None:
-        check_key(key)
-        check_value(value)
+        # the checks inlined: this is the hot path of apply
+        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+            bad_key(key)
+        if type(value) is not bytes:
+            check_value(value)
         self._rd.put(key, value)
         self._n += 1
 
@@ -238,8 +243,11 @@ class RocksStore(PartitionStore):
             raise StoreError(f"checkpoint parent {target.parent} is not a directory")
         db = self._open_db()
         try:
-            # flushes the memtable, hard-links the SST files (copies on another file system),
-            # copies MANIFEST/CURRENT/OPTIONS, into `<target>.tmp` renamed to `<target>`
+            # The checkpoint flushes the memtable, hard-links the SST files (copies them on
+            # another file system), copies MANIFEST/CURRENT/OPTIONS, into `<target>.tmp`
+            # renamed to `<target>`. It holds the GIL throughout; flush() releases it, so the
+            # memtable (up to write_buffer_bytes) is flushed first, outside the GIL.
+            db.flush(True)
             Checkpoint(db).create_checkpoint(str(target))
         except Exception as e:
             raise StoreError(f"checkpoint to {target} failed: {e}") from e
