@@ -235,9 +235,9 @@ def child(engine: str, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"engine": engine, "sizes": {}}
     rng = random.Random(7)
     try:
-        result["gil"] = gil_probe(engine, base)
         for size in args.sizes:
             at: dict[str, Any] = {}
+            Path("/proc/self/clear_refs").write_text("5")  # peak RSS (VmHWM) from here
             t0 = time.perf_counter()
             at["load"] = loader.run(128, False, until_inv=size)
             at["load"]["wall_s"] = time.perf_counter() - t0
@@ -247,12 +247,14 @@ def child(engine: str, args: argparse.Namespace) -> dict[str, Any]:
                 for sync in (False, True):
                     at["matrix"][f"{per_batch}/{'sync' if sync else 'nosync'}"] = loader.run(
                         per_batch, sync, seconds=args.seconds)
+            at["rss"] = rss()  # before the probe key lists below add to the heap
             n = work.next_inv
             hot = [K.status_key(work.inv(rng.randrange(max(0, n - 10_000), n)))
                    for _ in range(100_000)]
             uniform = [K.status_key(work.inv(rng.randrange(0, n))) for _ in range(100_000)]
             at["get_hot_us"] = timed_gets(store, hot)
             at["get_uniform_us"] = timed_gets(store, uniform)
+            del uniform
             at["scan_rows"], at["scan_rows_per_s"] = timed_scan(store)
             with store.snapshot() as snap:
                 _, at["snap_scan_rows_per_s"] = timed_scan(snap)
@@ -261,8 +263,12 @@ def child(engine: str, args: argparse.Namespace) -> dict[str, Any]:
             store.checkpoint(cp)
             at["checkpoint_ms"] = (time.perf_counter() - t0) * 1e3
             at["checkpoint_bytes"], at["checkpoint_copied_bytes"] = disk_bytes(cp)
+            t0 = time.perf_counter()
+            store.checkpoint(base / f"cp-{size}-again")  # right after: nothing new to flush
+            at["checkpoint_again_ms"] = (time.perf_counter() - t0) * 1e3
             shutil.rmtree(cp)
-            at["rss"] = rss()
+            shutil.rmtree(base / f"cp-{size}-again")
+            at["rss_end"] = rss()
             at["disk_bytes"] = disk_bytes(path)[0]
             t0 = time.perf_counter()
             store.close()
@@ -273,6 +279,7 @@ def child(engine: str, args: argparse.Namespace) -> dict[str, Any]:
             at["reopen_ms"] = (time.perf_counter() - t0) * 1e3
             loader.store = store
             result["sizes"][str(size)] = at
+        result["gil"] = gil_probe(engine, base)
     finally:
         store.close()
         shutil.rmtree(base, ignore_errors=True)
@@ -354,11 +361,13 @@ def report(results: list[dict[str, Any]]) -> None:
         line("checkpoint: ms (MB copied)",
              [f"{fmt(r['checkpoint_ms'])} ({r['checkpoint_copied_bytes'] / 2**20:.0f})"
               for r in rows])
+        line("  a second one right after: ms", [fmt(r["checkpoint_again_ms"]) for r in rows])
         line("disk MB (B/invocation)", [f"{r['disk_bytes'] / 2**20:.0f} "
                                         f"({r['disk_bytes'] / r['invocations']:.0f})"
                                         for r in rows])
         line("RSS MB (anon + file)", [f"{r['rss']['VmRSS']:.0f} ({r['rss']['RssAnon']:.0f}"
                                       f" + {r['rss']['RssFile']:.0f})" for r in rows])
+        line("  peak RSS MB in this step", [f"{r['rss_end']['VmHWM']:.0f}" for r in rows])
         line("close / reopen ms", [f"{fmt(r['close_ms'])} / {fmt(r['reopen_ms'])}"
                                    for r in rows])
     print("\n== GIL: one long call, and the longest another Python thread was stalled in it "

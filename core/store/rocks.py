@@ -17,6 +17,10 @@ rocksdict shortcomings this module works around (0.3.29, checked by tests/core/t
 - `ReadOptions.set_iterate_lower_bound` sets the *upper* bound: never called; scans seek to
   their start instead.
 - `Snapshot[key]` raises a bare `Exception("key not found")` for a missing key.
+- `Rdict(path, options)` on an existing database keeps the options passed for the DB but
+  takes the column family's from its OPTIONS file, with a new 8 MB block cache: our table
+  options (cache size, partitioned filters) would silently be lost at the first reopen.
+  Passing `column_families={"default": options}` makes it use ours.
 - Engine errors are bare `Exception`s with RocksDB's status text; mapped to StoreError.
 - The GIL is held during `write` (fsync included), `get`, iteration steps and checkpoints;
   it is released by `flush_wal` and `flush`. A synced write is therefore an unsynced `write`
@@ -34,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from rocksdict import (
+    BlockBasedIndexType,
     BlockBasedOptions,
     Cache,
     Checkpoint,
@@ -80,7 +85,14 @@ def _options(cache_bytes: int, write_buffer_bytes: int) -> Options:
     table = BlockBasedOptions()
     table.set_block_cache(Cache(cache_bytes))
     table.set_bloom_filter(10, False)
+    # Index and filter blocks live in the block cache (bounded memory), partitioned so that a
+    # point read loads a 4 KB partition rather than a whole file's filter; the top level of
+    # each stays pinned.
+    table.set_index_type(BlockBasedIndexType.two_level_index_search())
+    table.set_partition_filters(True)
+    table.set_metadata_block_size(4096)
     table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_top_level_index_and_filter(True)
     table.set_pin_l0_filter_and_index_blocks_in_cache(True)
     opts.set_block_based_table_factory(table)
     return opts
@@ -145,9 +157,12 @@ class RocksStore(PartitionStore):
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        opts = _options(cache_bytes, write_buffer_bytes)
         try:
-            self._db: Rdict | None = Rdict(str(self.path), _options(cache_bytes,
-                                                                     write_buffer_bytes))
+            # column_families given: else rocksdict reopens an existing DB with the options
+            # saved in its OPTIONS file (and an 8 MB block cache) instead of `opts`
+            self._db: Rdict | None = Rdict(str(self.path), opts,
+                                           column_families={"default": opts})
         except Exception as e:  # rocksdict raises bare Exceptions with RocksDB's status
             if "lock" in str(e).lower():
                 raise StoreLockedError(f"{self.path} is open elsewhere: {e}") from e
@@ -283,6 +298,7 @@ class RocksSnapshot(Snapshot):
         self._snap: _RdSnapshot | None = snap
         self._it: RdictIter | None = it
         self._owner: object | None = None  # the scan the iterator is positioned for
+        self._lock = threading.Lock()
         self._scans: weakref.WeakSet[_Scan] = weakref.WeakSet()
 
     def _iter(self) -> RdictIter:
@@ -314,42 +330,55 @@ class RocksSnapshot(Snapshot):
         self._scans.add(scan)
         return scan
 
-    def _scan(
-        self, start: bytes, end: bytes | None, reverse: bool
-    ) -> _Scan:
+    def _scan(self, start: bytes, end: bytes | None, reverse: bool) -> _Scan:
+        """The rows; each step under the lock, so that scans of this snapshot from several
+        threads do not move the iterator under each other between positioning and reading.
+        (Inlined: this loop is the snapshot's scan speed.)"""
         me = object()
-        last: bytes | None = None
+        lock = self._lock
+        key: bytes | None = None
         try:
             while True:
-                it = self._iter()
-                if self._owner is not me:  # first step, or another scan moved the iterator
-                    self._owner = me
-                    if last is not None:
-                        it.seek(last)  # the view is fixed: `last` is still there
-                        it.prev() if reverse else it.next()
-                    elif not reverse:
-                        it.seek(start)
-                    elif end is None:
-                        it.seek_to_last()
-                    else:
-                        it.seek_for_prev(end)
-                        if it.valid() and it.key() == end:
-                            it.prev()
-                elif reverse:
-                    it.prev()
-                else:
-                    it.next()
-                if not it.valid():
-                    it.status()  # raises if the iterator stopped on an error
-                    return
-                key: bytes = it.key()
-                if (key < start) if reverse else (end is not None and key >= end):
-                    return
-                yield key, it.value()
-                last = key
+                with lock:
+                    it = self._it
+                    if it is None:
+                        raise StoreClosedError(f"snapshot of {self._path} is closed")
+                    try:
+                        if self._owner is me:
+                            it.prev() if reverse else it.next()
+                        else:  # first step, or another scan moved the iterator
+                            self._owner = me
+                            self._position(it, key, start, end, reverse)
+                        if not it.valid():
+                            it.status()  # raises if the iterator stopped on an error
+                            return
+                        key = it.key()
+                        if (key < start) if reverse else (end is not None and key >= end):
+                            return
+                        value: bytes = it.value()
+                    except StoreError:
+                        raise
+                    except Exception as e:
+                        raise StoreError(f"snapshot scan failed: {e}") from e
+                yield key, value
         finally:
             if self._owner is me:
                 self._owner = None
+
+    @staticmethod
+    def _position(it: RdictIter, last: bytes | None, start: bytes, end: bytes | None,
+                  reverse: bool) -> None:
+        if last is not None:
+            it.seek(last)  # the view is fixed: `last` is still there
+            it.prev() if reverse else it.next()
+        elif not reverse:
+            it.seek(start)
+        elif end is None:
+            it.seek_to_last()
+        else:
+            it.seek_for_prev(end)
+            if it.valid() and it.key() == end:
+                it.prev()
 
     def close(self) -> None:
         for scan in list(self._scans):

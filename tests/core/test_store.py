@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,8 +281,6 @@ def test_snapshot_scans_nest_and_interleave(store: PartitionStore) -> None:
 
 
 def test_snapshot_read_from_another_thread(store: PartitionStore) -> None:
-    import threading
-
     store.put(b"k", b"old")
     snap = store.snapshot()
     store.put(b"k", b"new")
@@ -291,6 +290,24 @@ def test_snapshot_read_from_another_thread(store: PartitionStore) -> None:
     t.join()
     assert got == [b"old", [(b"k", b"old")]]
     snap.close()
+
+
+def test_snapshot_scanned_by_threads_at_once(store: PartitionStore) -> None:
+    batch = store.batch()
+    for i in range(3000):
+        batch.put(b"k%05d" % i, b"%d" % i)
+    store.write(batch)
+    want = rows(store)
+    with store.snapshot() as snap:
+        store.put(b"k00001", b"changed")
+        results: list[list[tuple[bytes, bytes]]] = []
+        threads = [threading.Thread(target=lambda r=r: results.append(
+            rows(snap, reverse=r)[::-1] if r else rows(snap))) for r in (False, True) * 3]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results == [want] * 6
 
 
 # checkpoints

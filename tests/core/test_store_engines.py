@@ -9,6 +9,7 @@ import pytest
 from rocksdict import Options, Rdict, ReadOptions
 from rstq.core.store import StoreError
 from rstq.core.store.lmdb_store import LmdbStore
+from rstq.core.store.rocks import RocksStore
 
 
 def test_lmdb_map_grows_when_full(tmp_path: Path) -> None:
@@ -68,3 +69,31 @@ def test_pin_rocksdict_lower_bound_sets_the_upper_bound(tmp_path: Path) -> None:
     ro.set_iterate_lower_bound(b"b")
     assert [k for k, _ in db.items(read_opt=ro)] == [b"a"]  # bounds [b, d) would give b, c
     db.close()
+
+
+def test_rocks_reopen_keeps_our_cache(tmp_path: Path) -> None:
+    """rocksdict takes an existing DB's column-family options from its OPTIONS file (with an
+    8 MB block cache) unless column_families is passed: RocksStore passes it."""
+    for _ in range(2):
+        with RocksStore(tmp_path / "s", cache_bytes=48 << 20) as store:
+            store.put(b"k", b"v")
+            assert store.property_int("rocksdb.block-cache-capacity") == 48 << 20
+
+
+def test_pin_rocksdict_reopen_drops_the_table_options(tmp_path: Path) -> None:
+    from rocksdict import BlockBasedOptions, Cache
+
+    def opts() -> Options:
+        o = Options(raw_mode=True)
+        o.create_if_missing(True)
+        table = BlockBasedOptions()
+        table.set_block_cache(Cache(48 << 20))
+        o.set_block_based_table_factory(table)
+        return o
+
+    capacity = []
+    for _ in range(2):
+        db = Rdict(str(tmp_path / "db"), opts())
+        capacity.append(db.property_int_value("rocksdb.block-cache-capacity"))
+        db.close()
+    assert capacity == [48 << 20, 8 << 20]  # the bug: the reopened DB has an 8 MB cache
