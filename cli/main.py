@@ -31,10 +31,17 @@ def main() -> None:
 @click.option("--fsync", type=click.Choice(["batch", "none"]), default="batch",
               show_default=True,
               help="batch: acknowledge appends after fsync. none: UNSAFE, tests/benchmarks only.")
+@click.option("--store", "store", type=click.Choice(["rocksdb", "lmdb", "snapshot"]),
+              default="rocksdb", show_default=True,
+              help="Where partition state persists: an embedded store written after every "
+                   "batch (rocksdb, lmdb), or whole-state snapshots (the format before the "
+                   "store). A snapshot data dir migrates to the store on its first start.")
+@click.option("--store-cache", "store_cache", type=int, default=None,
+              help="RocksDB block cache per partition in bytes (default 64 MiB).")
 @click.option("--snapshot-every", type=int, default=None,
-              help="Applied commands between partition snapshots (default: auto, at least "
-                   "20000 and 4 per invocation or object key held, so the snapshot cost per "
-                   "command stays flat as the state grows).")
+              help="Applied commands between restart points: store checkpoints (default "
+                   "20000) or, with --store snapshot, snapshots (default: auto, at least 20000 "
+                   "and 4 per invocation or object key held).")
 @click.option("--ingress", "ingress_bind", default="127.0.0.1:8080", show_default=True,
               help="Ingress HTTP listener (host:port).")
 @click.option("--admin", "admin_bind", default="127.0.0.1:9070", show_default=True,
@@ -57,8 +64,9 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--loop", "loop_impl", type=click.Choice(["uvloop", "asyncio"]), default="uvloop",
               show_default=True, help="Event loop (uvloop: same semantics, less CPU).")
-def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: int | None,
-           ingress_bind: str, admin_bind: str, enable_protocol_v7: bool, max_body: int,
+def server(data_dir: Path, partitions: int | None, fsync: str, store: str,
+           store_cache: int | None, snapshot_every: int | None, ingress_bind: str,
+           admin_bind: str, enable_protocol_v7: bool, max_body: int,
            pgwire_bind: str, pgwire_user: str | None, pgwire_password: str | None,
            max_journal_entry: int, max_state_value: int, max_inbox: int,
            log_level: str, loop_impl: str) -> None:
@@ -71,6 +79,7 @@ def server(data_dir: Path, partitions: int | None, fsync: str, snapshot_every: i
     if fsync == "none":
         logging.warning("--fsync none: acknowledged writes can be lost on a crash (UNSAFE)")
     cfg = ServerConfig(data_dir=data_dir, partitions=partitions, fsync=FsyncPolicy(fsync),
+                       store=store, store_cache_bytes=store_cache,
                        snapshot_every=snapshot_every, ingress_bind=ingress_bind,
                        admin_bind=admin_bind, enable_protocol_v7=enable_protocol_v7,
                        max_body_bytes=max_body, max_journal_entry_bytes=max_journal_entry,

@@ -6,8 +6,9 @@ point where it looks a row up to change it or writes it; readers of the state (t
 an invocation looked up by a command that then leaves it as it was is marked all the same.
 `tests/core/test_apply_properties.py` checks that no change goes unmarked.
 
-Marking is off until a reader calls `enable` (nobody pays for a feed nobody reads), and a reader
-that enabled it must `take` regularly, or the sets grow with every key touched.
+A reader `subscribe`s and `take`s from its own feed; with no reader, marking costs a loop over
+an empty list. A reader must `take` regularly (or unsubscribe), or its sets grow with every key
+touched.
 """
 
 from __future__ import annotations
@@ -29,20 +30,41 @@ class Keyed(enum.StrEnum):
 
 
 class ChangeSet:
-    __slots__ = ("_keys", "enabled")
+    """Where `apply` marks; each reader has its own `ChangeFeed` of what was marked since it
+    last took (the store writer after each batch, the SQL views before each query)."""
+
+    __slots__ = ("_feeds",)
 
     def __init__(self) -> None:
-        self.enabled = False
-        self._keys: dict[Keyed, set[Hashable]] = {t: set() for t in Keyed}
+        self._feeds: list[ChangeFeed] = []
 
-    def enable(self) -> None:
-        self.enabled = True
+    @property
+    def enabled(self) -> bool:
+        return bool(self._feeds)
+
+    def subscribe(self) -> ChangeFeed:
+        feed = ChangeFeed()
+        self._feeds.append(feed)
+        return feed
+
+    def unsubscribe(self, feed: ChangeFeed) -> None:
+        if feed in self._feeds:
+            self._feeds.remove(feed)
 
     def mark(self, table: Keyed, key: Hashable) -> None:
-        if self.enabled:
-            self._keys[table].add(key)
+        for feed in self._feeds:
+            feed.keys[table].add(key)
+
+
+class ChangeFeed:
+    """One reader's marked keys."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys: dict[Keyed, set[Hashable]] = {t: set() for t in Keyed}
 
     def take(self) -> dict[Keyed, set[Hashable]]:
         """The keys marked since the last take (every table present, maybe empty)."""
-        out, self._keys = self._keys, {t: set() for t in Keyed}
+        out, self.keys = self.keys, {t: set() for t in Keyed}
         return out

@@ -26,7 +26,8 @@ from rstq.core.apply import apply
 from rstq.core.clock import Clock
 from rstq.core.log.api import Log, LogFull
 from rstq.core.model import INVOKED, PartitionState
-from rstq.core.snapshot import load_latest, oldest_snapshot_lsn, write_snapshot
+from rstq.core.persistence import Persistence, SnapshotPersistence, StorePersistence
+from rstq.core.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -62,26 +63,31 @@ class _Proposal:
 
 @dataclass
 class ProcessorConfig:
-    # Applied commands between snapshots. None (auto): at least AUTO_SNAPSHOT_MIN, and at least
-    # AUTO_SNAPSHOT_FACTOR per state object (invocation or object key), since writing a snapshot
-    # costs O(state): a fixed interval made its CPU per command grow with the state (100k keys:
-    # ~2.8 s per partition snapshot every 20k commands), a proportional one keeps it flat and
-    # bounds the replay at recovery to about the time of one snapshot load.
+    # Applied commands between restart points (store checkpoints, or snapshots). None: auto
+    # (rstq.core.persistence: a fixed interval for checkpoints, which cost milliseconds; for
+    # snapshots, which cost O(state), one proportional to the state).
     snapshot_every: int | None = None
     max_batch: int = 1024
+    # Where the state persists: a partition store engine ("rocksdb", "lmdb"), or "snapshot"
+    # (whole-state Arrow snapshots, the format before the store).
+    store: str = "rocksdb"
+    store_cache_bytes: int | None = None
 
 
 @dataclass
 class _Stats:
     batches: int = 0
     commands: int = 0
-    snapshots: int = 0
+    snapshots: int = 0  # restart points written (store checkpoints or snapshots)
     snapshot_lsn: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
-AUTO_SNAPSHOT_MIN = 20_000
-AUTO_SNAPSHOT_FACTOR = 4
+def persistence_for(directory: Path, config: ProcessorConfig) -> Persistence:
+    if config.store == "snapshot":
+        return SnapshotPersistence(directory, config.snapshot_every)
+    return StorePersistence(directory, config.store, config.snapshot_every,
+                            config.store_cache_bytes)
 
 
 class PartitionProcessor:
@@ -103,6 +109,7 @@ class PartitionProcessor:
         self.sink = sink
         self.observer: ApplyObserver | None = None  # set by the server when tracing is on
         self.config = config or ProcessorConfig()
+        self.persistence = persistence_for(directory, self.config)
         self.state = PartitionState(partition_id, partitions)
         self.stats = _Stats()
         self.version = 0  # bumped per applied batch; the query layer caches Arrow views by it
@@ -114,24 +121,23 @@ class PartitionProcessor:
         self._since_snapshot = 0
         self._closing = False
         self._fatal: BaseException | None = None
+        self._recovered = False
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def recover(self) -> list[a.Action]:
         """Load the newest snapshot and replay the log tail. Returns the actions that re-drive
         live work (attempts to restart, outbox messages to resend)."""
-        snap = load_latest(self.directory)
-        if snap is not None:
-            if (snap.partition_id, snap.partitions) != (self.partition_id, self.partitions):
-                raise RuntimeError(f"snapshot in {self.directory} is for another partition")
-            self.state = snap
+        self._recovered = True
+        self.state = self.persistence.recover(self.partition_id, self.partitions)
         self.stats.snapshot_lsn = self.state.applied_lsn
         if self.log.first_lsn > self.state.applied_lsn + 1:  # never replay across a gap
             raise RuntimeError(f"partition {self.partition_id}: the log starts at "
-                               f"{self.log.first_lsn}, the snapshot ends at "
+                               f"{self.log.first_lsn}, the persisted state ends at "
                                f"{self.state.applied_lsn}: records are missing")
         for lsn, payload in self.log.read(self.state.applied_lsn + 1):
             apply(self.state, c.decode(payload), lsn)
+        self.persistence.replayed(self.state)
         self.version += 1
         redo: list[a.Action] = []
         for timer in self.state.timers.values():
@@ -144,6 +150,8 @@ class PartitionProcessor:
         return redo
 
     def start(self) -> None:
+        if not self._recovered:  # started on its own (tests): recover first, as the server does
+            self.redrive(self.recover())
         self._tasks = [
             asyncio.create_task(self._run(), name=f"partition-{self.partition_id}"),
             asyncio.create_task(self._run_timers(), name=f"timers-{self.partition_id}"),
@@ -169,15 +177,18 @@ class PartitionProcessor:
                 p.future.set_exception(Refused("partition processor closed"))
         self._queue.clear()
         try:
-            if snapshot and self._fatal is None:
+            if snapshot and self._fatal is None and self._recovered:
                 self.snapshot()
         finally:
-            await self.log.close()
+            try:
+                self.persistence.close()
+            finally:
+                await self.log.close()
 
     def snapshot(self) -> None:
-        write_snapshot(self.directory, self.state)
+        """Write a restart point now (a store checkpoint, or a snapshot)."""
+        self.stats.snapshot_lsn = self.persistence.checkpoint(self.state)
         self.stats.snapshots += 1
-        self.stats.snapshot_lsn = self.state.applied_lsn
         self._since_snapshot = 0
 
     @property
@@ -252,6 +263,7 @@ class PartitionProcessor:
             actions = apply(self.state, c.Envelope(ts, p.command), first + i)
             results.append(actions)
             all_actions.extend(actions)
+        self.persistence.applied(self.state)  # the store follows: same batch, same LSN
         self.version += 1
         self.stats.batches += 1
         self.stats.commands += len(accepted)
@@ -262,27 +274,21 @@ class PartitionProcessor:
         for p, actions in zip(accepted, results, strict=False):
             if not p.future.done():
                 p.future.set_result(actions)
-        if self._since_snapshot >= self._snapshot_interval():
+        if self.persistence.due(self._since_snapshot, self.state):
             await self._snapshot_and_trim()
-
-    def _snapshot_interval(self) -> int:
-        if self.config.snapshot_every is not None:
-            return self.config.snapshot_every
-        return max(AUTO_SNAPSHOT_MIN,
-                   AUTO_SNAPSHOT_FACTOR * (len(self.state.invocations) + len(self.state.kv)))
 
     async def _snapshot_and_trim(self) -> None:
         # The state must not change while it is written: this partition's loop waits here (no
         # apply runs), while the event loop, and so every other partition, keeps going.
         try:
             await asyncio.to_thread(self.snapshot)
-        except OSError as e:  # e.g. a full disk: the log still holds everything; retry later
+        except (OSError, StoreError) as e:  # e.g. a full disk: the log holds everything
             log.warning("partition %d: snapshot failed: %s", self.partition_id, e)
             self._since_snapshot = 0
             return
-        # Below the oldest snapshot kept, so falling back to it (newest one corrupt) still
-        # finds every record after it in the log.
-        await self.log.trim(oldest_snapshot_lsn(self.directory) + 1)
+        # Below the oldest restart point kept, so falling back to it (the newest one, or the
+        # live store, damaged) still finds every record after it in the log.
+        await self.log.trim(self.persistence.trim_below())
 
     def _observe(self, ts: int, accepted: list[_Proposal], results: list[list[a.Action]],
                  ) -> None:

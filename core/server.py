@@ -51,6 +51,8 @@ class ServerConfig:
     partitions: int | None = None  # only used when the data dir is created
     fsync: FsyncPolicy = FsyncPolicy.BATCH
     snapshot_every: int | None = None  # None: auto, see ProcessorConfig
+    store: str = "rocksdb"  # rocksdb | lmdb | snapshot (rstq.core.persistence)
+    store_cache_bytes: int | None = None
     ingress_bind: str | None = "127.0.0.1:8080"  # None: no listener (in-process tests)
     admin_bind: str | None = "127.0.0.1:9070"
     enable_protocol_v7: bool = False
@@ -105,7 +107,9 @@ class Server:
         n = self.datadir.partitions
         self.meta = await MetaStore.open(self.datadir.meta_log_dir, self.clock, self.config.fsync,
                                          enable_v7=self.config.enable_protocol_v7)
-        cfg = ProcessorConfig(snapshot_every=self.config.snapshot_every)
+        cfg = ProcessorConfig(snapshot_every=self.config.snapshot_every,
+                              store=self.config.store,
+                              store_cache_bytes=self.config.store_cache_bytes)
         redo: list[list[a.Action]] = []
         for i in range(n):
             lg = await LocalLog.open(self.datadir.partition_log_dir(i), fsync=self.config.fsync)

@@ -33,7 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from rstq.core.changes import Keyed
+from rstq.core.changes import ChangeFeed, Keyed
 from rstq.core.model import PartitionState
 from rstq.query.tables import STORES
 from rstq.query.tables.base import Cols, Expand, Row, RowContext, Store
@@ -439,6 +439,7 @@ class PartitionViews:
         self.epoch = 0  # bumped whenever a lane changes: snapshots compare it
         # Keys seen changed but not rebuilt yet, per store.
         self.pending: dict[str, set[Any]] = {s.name: set() for s in STORES}
+        self._feed: ChangeFeed | None = None  # this reader's cut of state.changes
 
     def behind(self, stores: Iterable[str] | None = None) -> bool:
         names = STORE_NAMES if stores is None else stores
@@ -449,7 +450,8 @@ class PartitionViews:
         thread). Cheap; the server calls it periodically so the change feed never piles up."""
         if state is not self.state:
             return
-        for table, keys in state.changes.take().items():
+        assert self._feed is not None
+        for table, keys in self._feed.take().items():
             if keys:
                 for store in _BY_SOURCE[table]:
                     self.pending[store.name] |= keys
@@ -485,8 +487,9 @@ class PartitionViews:
             return False
         self.stats.refreshes += 1
         if state is not self.state:  # first time, or the processor loaded a snapshot
-            state.changes.enable()
-            state.changes.take()  # everything is rebuilt: what was marked before is moot
+            if self.state is not None and self._feed is not None:
+                self.state.changes.unsubscribe(self._feed)
+            self._feed = state.changes.subscribe()  # from now on; everything is rebuilt now
             self.lanes = {s.name: _lane(s) for s in STORES}
             self.pending = {s.name: set(s.keys(state)) for s in STORES}
             self.stats.full_rebuilds += 1

@@ -218,7 +218,7 @@ async def test_full_filesystem_refuses_writes_and_resumes(service: HypercornProc
 
 @asynccontextmanager
 async def _small_segment_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                ) -> AsyncIterator[Server]:
+                                store: str = "rocksdb") -> AsyncIterator[Server]:
     real_open = LocalLog.open.__func__  # type: ignore[attr-defined]
 
     async def open_small(cls: type[LocalLog], path: Any, *a: Any, **kw: Any) -> LocalLog:
@@ -226,14 +226,15 @@ async def _small_segment_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         return await real_open(cls, path, *a, **kw)  # type: ignore[no-any-return]
 
     monkeypatch.setattr(LocalLog, "open", classmethod(open_small))
-    async with running_server(tmp_path, fake_invoker=False, snapshot_every=30) as (server, _):
+    async with running_server(tmp_path, fake_invoker=False, snapshot_every=30,
+                              store=store) as (server, _):
         yield server
 
 
 async def test_corrupt_snapshot_falls_back_to_the_previous_one(
         service: HypercornProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     key = "snap"
-    async with _small_segment_server(tmp_path, monkeypatch) as server:
+    async with _small_segment_server(tmp_path, monkeypatch, "snapshot") as server:
         async with httpx.AsyncClient(timeout=30) as client:
             r = await client.post(f"http://127.0.0.1:{server.admin_port}/deployments",
                                   json={"uri": service.url})
@@ -252,7 +253,7 @@ async def test_corrupt_snapshot_falls_back_to_the_previous_one(
     with pytest.raises(SnapshotError):
         load_snapshot(snaps[-1])
     t0 = time.monotonic()
-    async with _small_segment_server(tmp_path, monkeypatch) as server:
+    async with _small_segment_server(tmp_path, monkeypatch, "snapshot") as server:
         assert server.processors[part].stats.snapshot_lsn == int(snaps[0].name)
         async with httpx.AsyncClient(timeout=30) as client:
             assert await _counter(client, ingress_url(server), key) == 40
@@ -260,3 +261,35 @@ async def test_corrupt_snapshot_falls_back_to_the_previous_one(
             assert await _counter(client, ingress_url(server), key) == 41
     chaos.add("disk", "corrupt_snapshots_fallen_back")
     chaos.record("disk", corrupt_snapshot_restart_s=round(time.monotonic() - t0, 1))
+
+
+async def test_a_damaged_store_falls_back_to_a_checkpoint(
+        service: HypercornProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partition store's own files torn (CURRENT, MANIFEST, WAL) after a run that trimmed
+    the log: the newest checkpoint and the log after it give back every acknowledged add."""
+    key = "store"
+    async with _small_segment_server(tmp_path, monkeypatch) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.post(f"http://127.0.0.1:{server.admin_port}/deployments",
+                                  json={"uri": service.url})
+            assert r.status_code == 201, r.text
+            await _adds(client, ingress_url(server), key, 40, "store")
+        part = server.partition_for_key(partition_key_for("Counter", key)).partition_id
+    pdir = tmp_path / "data" / "partitions" / str(part)
+    cps = sorted(p for p in (pdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(cps) == 2, cps
+    first_seg = sorted((pdir / "log").glob("*.seg"))[0]
+    assert int(first_seg.stem) > 1, "the log was never trimmed: the test proves nothing"
+    for f in (pdir / "store").iterdir():  # SST files are immutable and shared with checkpoints
+        if f.is_file() and not f.name.endswith(".sst"):
+            f.unlink()
+            f.write_bytes(b"torn")
+    t0 = time.monotonic()
+    async with _small_segment_server(tmp_path, monkeypatch) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            assert await _counter(client, ingress_url(server), key) == 40
+            await _adds(client, ingress_url(server), key, 1, "store-after")
+            assert await _counter(client, ingress_url(server), key) == 41
+    assert list(pdir.glob("store.damaged-*"))
+    chaos.add("disk", "damaged_stores_fallen_back")
+    chaos.record("disk", damaged_store_restart_s=round(time.monotonic() - t0, 1))

@@ -7,12 +7,16 @@ to a partition while every command's log payload is recorded. Then:
 (b) a snapshot taken mid-run (through the Arrow snapshot codec) plus a replay of the tail
     yields the same tables as the full replay;
 (c) every command's change feed (`state.changes`) names every key of the keyed tables whose
-    value the command changed, added or removed (the SQL views rebuild only those).
+    value the command changed, added or removed (the SQL views rebuild only those);
+(d) the partition store, written after every command from that feed, holds the same tables
+    as the state (loaded back every few steps and at the end).
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
+import tempfile
 from collections.abc import Hashable
 from typing import Any
 
@@ -26,6 +30,8 @@ from rstq.core.changes import Keyed
 from rstq.core.model import COMPLETED, INVOKED, PartitionState
 from rstq.core.partitioning import partition_key_for, partition_of
 from rstq.core.snapshot import state_to_tables, tables_to_state
+from rstq.core.store import open_store
+from rstq.core.store import state as stored
 from rstq.protocol import messages as pm
 
 from .builders import T0, entry, inv_id_on, invoke, output, run_cmd, run_done, set_state, sleep
@@ -53,6 +59,17 @@ def assert_same(x: PartitionState, y: PartitionState) -> None:
         assert dx[name].equals(dy[name]), f"table {name} differs"
 
 
+def canonical(state: PartitionState) -> PartitionState:
+    """The state with its tables in key order: the store returns rows sorted by key, where a
+    replay rebuilds the dicts in insertion order (an order nothing depends on)."""
+    out = copy.copy(state)
+    for t in ("invocations", "locks", "inboxes", "inbox_seqs", "timers", "outbox", "inbound_seq",
+              "promises", "idempotency"):
+        setattr(out, t, dict(sorted(getattr(state, t).items())))
+    out.kv = {k: dict(sorted(v.items())) for k, v in sorted(state.kv.items())}
+    return out
+
+
 def changed_keys(before: dict[Any, Any], after: dict[Any, Any]) -> set[Hashable]:
     return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
 
@@ -69,7 +86,11 @@ class Workload(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.state = PartitionState(0, PARTS)
-        self.state.changes.enable()
+        self.feed = self.state.changes.subscribe()
+        self.store_dir = tempfile.mkdtemp(prefix="rstq-prop-store-")
+        self.store = open_store(self.store_dir)
+        self.writer = stored.StateWriter(self.store, self.state)
+        self.store_feed = self.state.changes.subscribe()
         self.log: list[bytes] = []
         self.now = T0
         self.n = 0
@@ -82,9 +103,10 @@ class Workload(RuleBasedStateMachine):
         payload = c.encode(self.now, cmd)
         self.log.append(payload)
         before = {t: copy.deepcopy(getattr(self.state, t.value)) for t in Keyed}
-        self.state.changes.take()
+        self.feed.take()
         apply(self.state, c.decode(payload), len(self.log))
-        marked = self.state.changes.take()
+        marked = self.feed.take()
+        self.writer.write(self.state, self.store_feed.take())
         for t in Keyed:
             unmarked = changed_keys(before[t], getattr(self.state, t.value)) - marked[t]
             assert not unmarked, f"{type(cmd).__name__} changed {t} {unmarked} unmarked"
@@ -203,7 +225,17 @@ class Workload(RuleBasedStateMachine):
         if len(self.log) % 5 == 0:  # every few steps: a full replay is O(log)
             assert_same(self.state, replay(self.log))
 
+    @invariant()
+    def store_holds_the_state(self) -> None:
+        if len(self.log) % 3 == 0:
+            assert_same(canonical(stored.load(self.store, 0, PARTS)), canonical(self.state))
+
     def teardown(self) -> None:
+        try:
+            assert_same(canonical(stored.load(self.store, 0, PARTS)), canonical(self.state))
+        finally:
+            self.store.close()
+            shutil.rmtree(self.store_dir, ignore_errors=True)
         full = replay(self.log)
         assert_same(self.state, full)
         assert_same(full, replay(self.log))

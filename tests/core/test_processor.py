@@ -12,9 +12,12 @@ from rstq.core import commands as c
 from rstq.core.clock import ManualClock
 from rstq.core.log.api import FsyncPolicy
 from rstq.core.log.local import LocalLog
-from rstq.core.model import COMPLETED
+from rstq.core.model import COMPLETED, PartitionState
+from rstq.core.persistence import StorePersistence
 from rstq.core.processor import PartitionProcessor, ProcessorConfig
-from rstq.core.snapshot import latest_snapshot_lsn, load_snapshot
+from rstq.core.snapshot import latest_snapshot_lsn, load_snapshot, state_to_tables
+from rstq.core.store import open_store
+from rstq.core.store import state as stored
 
 from .builders import T0, inv_id_on, invoke, output, set_state, sleep
 
@@ -114,12 +117,17 @@ async def test_precheck_keeps_refused_commands_out_of_the_log(tmp_path: Path) ->
     await proc.close(snapshot=False)
 
 
+def canonical_tables(state: PartitionState) -> dict[str, object]:
+    tables = state_to_tables(state)
+    return {name: sorted(t.to_pylist(), key=repr) for name, t in tables.items()}
+
+
 async def _open(path: Path, clock: ManualClock, snapshot_every: int = 10_000,
-                ) -> tuple[PartitionProcessor, Sink, list[a.Action]]:
+                store: str = "rocksdb") -> tuple[PartitionProcessor, Sink, list[a.Action]]:
     lg = await LocalLog.open(path / "log", fsync=FsyncPolicy.BATCH)
     sink = Sink()
     proc = PartitionProcessor(0, 1, path, lg, clock, sink,
-                              ProcessorConfig(snapshot_every=snapshot_every))
+                              ProcessorConfig(snapshot_every=snapshot_every, store=store))
     redo = proc.recover()
     proc.start()
     return proc, sink, redo
@@ -135,11 +143,12 @@ async def test_recovery_replays_log_and_redrives_running_work(tmp_path: Path) ->
     await proc.propose(output(i2, 1))
     await proc.propose(c.End(i2, 1))
     before = proc.state
-    # A crash: no snapshot, the log stays as it is.
+    # A crash: no snapshot, the log stays as it is; the process's locks go with it.
     proc._closing = True
     for t in proc._tasks:
         t.cancel()
     await proc.log.close()
+    proc.persistence.close()
     proc2, _, redo = await _open(tmp_path, clock)
     assert proc2.state.applied_lsn == before.applied_lsn == 5
     assert proc2.state.invocations[i2].status == COMPLETED
@@ -149,7 +158,7 @@ async def test_recovery_replays_log_and_redrives_running_work(tmp_path: Path) ->
 
 async def test_snapshots_are_taken_and_the_log_trimmed_below_them(tmp_path: Path) -> None:
     clock = ManualClock(T0)
-    proc, _, _ = await _open(tmp_path, clock, snapshot_every=10)
+    proc, _, _ = await _open(tmp_path, clock, snapshot_every=10, store="snapshot")
     for n in range(25):
         await proc.propose(invoke(inv_id_on(0, 1, n=n)))
     assert proc.stats.snapshots >= 2
@@ -158,14 +167,14 @@ async def test_snapshots_are_taken_and_the_log_trimmed_below_them(tmp_path: Path
     assert len(snap.invocations) == proc.stats.snapshot_lsn
     await proc.close()  # clean shutdown: a final snapshot at the last LSN
     assert latest_snapshot_lsn(tmp_path) == 25
-    proc2, _, redo = await _open(tmp_path, clock)
+    proc2, _, redo = await _open(tmp_path, clock, store="snapshot")
     assert len(proc2.state.invocations) == 25 and len(redo) == 25
     await proc2.close()
 
 
 async def test_a_torn_snapshot_falls_back_to_the_previous_one(tmp_path: Path) -> None:
     clock = ManualClock(T0)
-    proc, _, _ = await _open(tmp_path, clock)
+    proc, _, _ = await _open(tmp_path, clock, store="snapshot")
     for n in range(3):
         await proc.propose(invoke(inv_id_on(0, 1, n=n)))
     proc.snapshot()
@@ -174,9 +183,83 @@ async def test_a_torn_snapshot_falls_back_to_the_previous_one(tmp_path: Path) ->
     await proc.close(snapshot=False)
     newest = tmp_path / "snapshots" / f"{4:020d}"
     (newest / "journal.arrow").write_bytes(b"torn")
-    proc2, _, _ = await _open(tmp_path, clock)
+    proc2, _, _ = await _open(tmp_path, clock, store="snapshot")
     assert len(proc2.state.invocations) == 4  # snapshot 3 + the log tail
     await proc2.close()
+
+
+# --- the partition store (the default) ---------------------------------------------------------
+
+
+async def test_the_store_follows_every_batch_and_restarts_without_a_replay(
+        tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    proc, _, _ = await _open(tmp_path, clock)
+    i1 = inv_id_on(0, 1, n=1)
+    await proc.propose(invoke(i1))
+    await proc.propose(set_state(i1, 1, b"k", b"v"))
+    await proc.propose(output(i1, 1))
+    await proc.propose(c.End(i1, 1))
+    assert isinstance(proc.persistence, StorePersistence)
+    assert proc.persistence.store is not None
+    assert stored.applied_lsn(proc.persistence.store) == 4  # written with each batch
+    before = canonical_tables(proc.state)
+    await proc.close(snapshot=False)
+    proc2, _, redo = await _open(tmp_path, clock)
+    assert proc2.state.applied_lsn == 4 and redo == []
+    assert canonical_tables(proc2.state) == before
+    await proc2.close()
+
+
+async def test_checkpoints_are_taken_and_the_log_trimmed_below_the_oldest(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    proc, _, _ = await _open(tmp_path, clock, snapshot_every=10)
+    for n in range(35):
+        await proc.propose(invoke(inv_id_on(0, 1, n=n)))
+    cps = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert [int(x) for x in cps] == [20, 30]  # every 10 commands, the newest two kept
+    assert proc.persistence.trim_below() == 21  # the log goes below the oldest checkpoint
+    assert proc.log.first_lsn <= 21
+    with open_store(tmp_path / "checkpoints" / cps[0]) as cp:  # a whole store at lsn 20
+        assert stored.applied_lsn(cp) == 20
+        assert len(stored.load(cp, 0, 1).invocations) == 20
+    await proc.close()
+    proc2, _, redo = await _open(tmp_path, clock)
+    assert len(proc2.state.invocations) == 35 and len(redo) == 35
+    await proc2.close()
+
+
+async def test_a_damaged_store_falls_back_to_a_checkpoint_and_the_log(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    proc, _, _ = await _open(tmp_path, clock, snapshot_every=10)
+    for n in range(25):
+        await proc.propose(invoke(inv_id_on(0, 1, n=n)))
+    await proc.close(snapshot=False)
+    # The live store's own files torn (CURRENT, MANIFEST, WAL: new inodes; the SST files are
+    # immutable and hard-linked into the checkpoints, so they are shared, not copied).
+    for f in (tmp_path / "store").iterdir():
+        if f.is_file() and not f.name.endswith(".sst"):
+            f.unlink()
+            f.write_bytes(b"damaged")
+    proc2, _, _ = await _open(tmp_path, clock)
+    assert len(proc2.state.invocations) == 25  # checkpoint 20 + the log tail
+    assert list(tmp_path.glob("store.damaged-*")), "the damaged store is kept aside"
+    await proc2.close()
+
+
+async def test_a_snapshot_data_dir_migrates_into_the_store(tmp_path: Path) -> None:
+    clock = ManualClock(T0)
+    proc, _, _ = await _open(tmp_path, clock, snapshot_every=10, store="snapshot")
+    for n in range(25):
+        await proc.propose(invoke(inv_id_on(0, 1, n=n)))
+    await proc.close(snapshot=False)  # snapshots at 10 and 20, then a log tail
+    proc2, _, redo = await _open(tmp_path, clock)  # the default: the store
+    assert len(proc2.state.invocations) == 25 and len(redo) == 25
+    assert proc2.state.applied_lsn == 25
+    await proc2.close()
+    proc3, _, _ = await _open(tmp_path, clock)  # now from the store alone
+    assert len(proc3.state.invocations) == 25
+    await proc3.close()
 
 
 async def test_timers_fire_from_the_injected_clock(tmp_path: Path) -> None:

@@ -1,0 +1,271 @@
+"""A partition's state in its store: loading it, and writing what each batch changed.
+
+`StateWriter.write(state, changes)` turns the keys `apply` marked (the change feed,
+`rstq.core.changes`) into one atomic store batch: the current row of each marked key, or its
+deletion, plus the partition's scalars and its applied LSN. So the store is always the state
+after some whole log batch, and recovery is: open the store, read its applied LSN, replay the
+log after it. Nothing is rewritten that did not change (a snapshot rewrote everything).
+
+Rows (key layout: `rstq.core.store.keys`; values: `rstq.core.store.records`):
+- an invocation's status row holds the invocation without its journal; each journal entry is
+  a row of its own, written once when appended (entries never change), deleted with the
+  invocation or when its journal is dropped at completion;
+- an object's state is one row per state key; its inbox one row per waiting invocation (by
+  arrival seq); timers are keyed by fire time, so the writer remembers each one's written
+  time to delete the old row when a timer is re-set;
+- the outbox, the exactly-once dedup table (highest seq per source) and the scalars (inbox
+  and outbox sequences, applied LSN) are written in every batch that changes them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable, Iterator, Sequence
+
+from rstq.core.changes import Keyed
+from rstq.core.model import Invocation, JournalEntry, OutboxMessage, PartitionState, Promise, Timer
+from rstq.core.store import keys as k
+from rstq.core.store import records
+from rstq.core.store.api import PartitionStore, ReadView, StoreError, WriteBatch
+
+_NO_JOURNAL = ("journal",)
+
+
+class StateWriter:
+    """Writes a partition's changes to its store (the processor's one writer)."""
+
+    def __init__(self, store: PartitionStore, state: PartitionState) -> None:
+        self.store = store
+        # What is in the store that the rows alone do not say cheaply: journal lengths and
+        # timer fire times (their keys), inbound dedup and outbox as last written.
+        self._journal_len = {i: len(inv.journal) for i, inv in state.invocations.items()}
+        self._timer_at = {t.timer_id: t.fire_at for t in state.timers.values()}
+        self._inbound = dict(state.inbound_seq)
+        self._outbox = set(state.outbox)
+        self._new_journal: dict[str, int | None] = {}
+        self._new_timers: dict[str, int | None] = {}
+        self.batches = 0
+        self.rows = 0
+
+    def write_all(self, state: PartitionState, sync: bool = True) -> None:
+        """Write the whole state (a new store, or a migration from a snapshot)."""
+        self._journal_len = {}
+        self._timer_at = {}
+        self._inbound = {}
+        self._outbox = set()
+        every: dict[Keyed, set[Hashable]] = {t: set(getattr(state, t.value)) for t in Keyed}
+        self.write(state, every, sync=sync)
+
+    def write(self, state: PartitionState, changes: dict[Keyed, set[Hashable]],
+              sync: bool = False) -> None:
+        """Write the rows of `changes`. Atomic: when the store refuses the batch (e.g. a full
+        disk) nothing is written and nothing here changes, so writing the same keys again
+        later (their rows as they are then) is correct."""
+        # What this batch will have written: applied to the writer's memory only once the
+        # store took the batch.
+        self._new_journal = {}
+        self._new_timers = {}
+        inbound, outbox = self._inbound, self._outbox
+        try:
+            self._write(state, changes, sync)
+        except BaseException:
+            self._inbound, self._outbox = inbound, outbox
+            raise
+        for inv_id, n in self._new_journal.items():
+            if n is None:
+                self._journal_len.pop(inv_id, None)
+            else:
+                self._journal_len[inv_id] = n
+        for tid, at in self._new_timers.items():
+            if at is None:
+                self._timer_at.pop(tid, None)
+            else:
+                self._timer_at[tid] = at
+
+    def _write(self, state: PartitionState, changes: dict[Keyed, set[Hashable]],
+               sync: bool) -> None:
+        b = self.store.batch()
+        for inv_id in changes[Keyed.INVOCATIONS]:
+            self._invocation(b, state, str(inv_id))
+        for key in changes[Keyed.KV]:
+            self._kv(b, state, _pair(key))
+        for key in changes[Keyed.LOCKS]:
+            service, obj = _pair(key)
+            holder = state.locks.get((service, obj))
+            if holder is None:
+                b.delete(k.lock_key(service, obj))
+            else:
+                b.put(k.lock_key(service, obj), holder.encode())
+        for key in changes[Keyed.INBOXES]:
+            self._inbox(b, state, _pair(key))
+        for tid in changes[Keyed.TIMERS]:
+            self._timer(b, state, str(tid))
+        for key in changes[Keyed.PROMISES]:
+            wf, obj, name = _strs(key, 3)
+            p = state.promises.get((wf, obj, name))
+            if p is None:
+                b.delete(k.promise_key(wf, obj, name))
+            else:
+                b.put(k.promise_key(wf, obj, name), records.encode(p))
+        for key in changes[Keyed.IDEMPOTENCY]:
+            svc, obj, handler, ikey = _strs(key, 4)
+            target = state.idempotency.get((svc, obj, handler, ikey))
+            if target is None:
+                b.delete(k.idempotency_key(svc, obj, handler, ikey))
+            else:
+                b.put(k.idempotency_key(svc, obj, handler, ikey), target.encode())
+        self._small_tables(b, state)
+        b.put(k.fsm_key(k.Fsm.INBOX_SEQ), k.u64(state.inbox_seq))
+        b.put(k.fsm_key(k.Fsm.OUTBOX_NEXT_SEQ), k.u64(state.outbox_next_seq))
+        b.put(k.fsm_key(k.Fsm.APPLIED_LSN), k.u64(state.applied_lsn))
+        self.rows += len(b)
+        self.batches += 1
+        self.store.write(b, sync=sync)
+
+    def _invocation(self, b: WriteBatch, state: PartitionState, inv_id: str) -> None:
+        inv = state.invocations.get(inv_id)
+        written = self._journal_len.get(inv_id, 0)
+        if inv is None:
+            b.delete(k.status_key(inv_id))
+            for i in range(written):
+                b.delete(k.journal_key(inv_id, i))
+            self._new_journal[inv_id] = None
+            return
+        b.put(k.status_key(inv_id), records.encode(inv, _NO_JOURNAL))
+        n = len(inv.journal)
+        for i in range(written, n):  # appended since: entries never change once stored
+            b.put(k.journal_key(inv_id, i), records.encode(inv.journal[i]))
+        for i in range(n, written):  # the journal was dropped (retention 0 at completion)
+            b.delete(k.journal_key(inv_id, i))
+        self._new_journal[inv_id] = n
+
+    def _kv(self, b: WriteBatch, state: PartitionState, key: tuple[str, str]) -> None:
+        service, obj = key
+        current = state.kv.get(key) or {}
+        for row, _ in self.store.iterate_prefix(k.state_prefix(service, obj)):
+            if _bytes(k.fields_of(row, k.Table.STATE)[2]) not in current:
+                b.delete(row)
+        for name, value in current.items():
+            b.put(k.state_key(service, obj, name), value)
+
+    def _inbox(self, b: WriteBatch, state: PartitionState, key: tuple[str, str]) -> None:
+        service, obj = key
+        for row, _ in self.store.iterate_prefix(k.inbox_prefix(service, obj)):
+            b.delete(row)
+        for inv_id in state.inboxes.get(key) or ():
+            seq = state.inbox_seqs.get(inv_id)
+            if seq is not None:
+                b.put(k.inbox_key(service, obj, seq), inv_id.encode())
+
+    def _timer(self, b: WriteBatch, state: PartitionState, tid: str) -> None:
+        old = self._timer_at.get(tid)
+        if old is not None:
+            b.delete(k.timer_key(old, tid))
+        t = state.timers.get(tid)
+        if t is not None:
+            b.put(k.timer_key(t.fire_at, tid), records.encode(t))
+        self._new_timers[tid] = t.fire_at if t is not None else None
+
+    def _small_tables(self, b: WriteBatch, state: PartitionState) -> None:
+        """The dedup table and the outbox: a few rows, compared with what was written."""
+        if state.inbound_seq != self._inbound:
+            for src, seq in state.inbound_seq.items():
+                if self._inbound.get(src) != seq:
+                    b.put(k.dedup_key(src), k.u64(seq))
+            self._inbound = dict(state.inbound_seq)
+        if state.outbox.keys() != self._outbox:
+            now = set(state.outbox)
+            for seq in self._outbox - now:
+                b.delete(k.outbox_key(seq))
+            for seq in now - self._outbox:
+                b.put(k.outbox_key(seq), records.encode(state.outbox[seq]))
+            self._outbox = now
+
+
+def _strs(key: Hashable, n: int) -> tuple[str, ...]:
+    assert isinstance(key, tuple) and len(key) == n
+    return tuple(str(x) for x in key)
+
+
+def _pair(key: Hashable) -> tuple[str, str]:
+    a, b = _strs(key, 2)
+    return a, b
+
+
+def applied_lsn(view: ReadView) -> int | None:
+    """The applied LSN a store holds (None: an empty store, never written)."""
+    raw = view.get(k.fsm_key(k.Fsm.APPLIED_LSN))
+    return None if raw is None else k.read_u64(raw)
+
+
+def load(view: ReadView, partition_id: int, partitions: int) -> PartitionState:
+    """The whole partition state held by a store."""
+    state = PartitionState(partition_id, partitions)
+    state.applied_lsn = applied_lsn(view) or 0
+    raw = view.get(k.fsm_key(k.Fsm.INBOX_SEQ))
+    if raw is not None:
+        state.inbox_seq = k.read_u64(raw)
+    raw = view.get(k.fsm_key(k.Fsm.OUTBOX_NEXT_SEQ))
+    if raw is not None:
+        state.outbox_next_seq = k.read_u64(raw)
+    for _key, value in _rows(view, k.Table.STATUS):
+        inv = records.decode(Invocation, value, _NO_JOURNAL)
+        state.invocations[inv.invocation_id] = inv
+    for key, value in _rows(view, k.Table.JOURNAL):  # in (invocation, index) order
+        inv_field, index = _fields(key, k.Table.JOURNAL)
+        journal = state.invocations[_str(inv_field)].journal
+        if index != len(journal):
+            raise StoreError(f"journal of {_str(inv_field)}: entry {_int(index)} where "
+                             f"{len(journal)} was due")
+        journal.append(records.decode(JournalEntry, value))
+    for key, value in _rows(view, k.Table.STATE):
+        service, obj, name = _fields(key, k.Table.STATE)
+        state.kv.setdefault((_str(service), _str(obj)), {})[_bytes(name)] = value
+    for key, value in _rows(view, k.Table.LOCK):
+        service, obj = _fields(key, k.Table.LOCK)
+        state.locks[(_str(service), _str(obj))] = value.decode()
+    for key, value in _rows(view, k.Table.INBOX):  # in (object, seq) order
+        service, obj, seq = _fields(key, k.Table.INBOX)
+        inv_id = value.decode()
+        state.inboxes.setdefault((_str(service), _str(obj)), deque()).append(inv_id)
+        state.inbox_seqs[inv_id] = _int(seq)
+    for _key, value in _rows(view, k.Table.TIMER):
+        t = records.decode(Timer, value)
+        state.timers[t.timer_id] = t
+    for _key, value in _rows(view, k.Table.OUTBOX):
+        m = records.decode(OutboxMessage, value)
+        state.outbox[m.seq] = m
+    for key, value in _rows(view, k.Table.DEDUP):
+        (src,) = _fields(key, k.Table.DEDUP)
+        state.inbound_seq[_int(src)] = k.read_u64(value)
+    for key, value in _rows(view, k.Table.PROMISE):
+        wf, obj, pname = _fields(key, k.Table.PROMISE)
+        state.promises[(_str(wf), _str(obj), _str(pname))] = records.decode(Promise, value)
+    for key, value in _rows(view, k.Table.IDEMPOTENCY):
+        svc, obj, handler, ikey = _fields(key, k.Table.IDEMPOTENCY)
+        state.idempotency[(_str(svc), _str(obj), _str(handler), _str(ikey))] = value.decode()
+    return state
+
+
+def _fields(key: bytes, table: k.Table) -> Sequence[k.Field]:
+    return k.fields_of(key, table)
+
+
+def _str(f: k.Field) -> str:
+    assert isinstance(f, str)
+    return f
+
+
+def _bytes(f: k.Field) -> bytes:
+    assert isinstance(f, bytes)
+    return f
+
+
+def _int(f: k.Field) -> int:
+    assert isinstance(f, int)
+    return f
+
+
+def _rows(view: ReadView, table: k.Table) -> Iterator[tuple[bytes, bytes]]:
+    start, end = k.table_range(table)
+    return view.iterate(start, end)
