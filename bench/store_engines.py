@@ -1,7 +1,7 @@
 """Benchmark: the partition store's two engines (RocksDB via rocksdict, LMDB) on a
 partition-shaped workload. Run by hand; not part of the test suite.
 
-    PYTHONPATH=.pyroot .venv/bin/python bench/store_engines.py [--sizes 100000,1000000]
+    .venv/bin/python bench/store_engines.py [--sizes 100000,1000000]
         [--engines rocksdb,lmdb] [--seconds 3] [--dir /tmp] [--cache-mb 64]
 
 Per invocation (rstq.core.store.keys layout, invocation ids random like real ones): put a
@@ -17,6 +17,8 @@ Each engine runs in its own child process (RSS is per engine). Measured, at ever
   `--seconds` each: µs per store operation (batch building + write), batches/s, p50/p99
   latency of a write;
 - the bulk load up to the size (128 commands per batch, no sync);
+- then (RocksDB) the wait for its compactions to finish, so that the reads below measure
+  the engine rather than two cores shared with compaction;
 - point gets: status rows of the 10k newest invocations (hot) and of any (uniform);
 - a full scan of the status table (live, and through a snapshot), rows/s;
 - checkpoint time (and bytes it copied rather than linked), reopen time, disk size, RSS;
@@ -182,6 +184,20 @@ def rss() -> dict[str, float]:
     return out
 
 
+def settle(store: PartitionStore, limit: float = 120.0) -> float:
+    """Wait for RocksDB's flushes and compactions to finish (the reads below then measure
+    the engine, not the 2 cores shared with compaction); seconds waited."""
+    prop = getattr(store, "property_int", None)
+    if prop is None:
+        return 0.0
+    t0 = time.perf_counter()
+    names = ("rocksdb.compaction-pending", "rocksdb.num-running-compactions",
+             "rocksdb.num-running-flushes")
+    while time.perf_counter() - t0 < limit and any(prop(n) for n in names):
+        time.sleep(0.1)
+    return time.perf_counter() - t0
+
+
 def timed_gets(store: PartitionStore, keys: list[bytes]) -> float:
     t0 = time.perf_counter()
     for k in keys:
@@ -248,6 +264,7 @@ def child(engine: str, args: argparse.Namespace) -> dict[str, Any]:
                     at["matrix"][f"{per_batch}/{'sync' if sync else 'nosync'}"] = loader.run(
                         per_batch, sync, seconds=args.seconds)
             at["rss"] = rss()  # before the probe key lists below add to the heap
+            at["settle_s"] = settle(store)
             n = work.next_inv
             hot = [K.status_key(work.inv(rng.randrange(max(0, n - 10_000), n)))
                    for _ in range(100_000)]
@@ -352,6 +369,7 @@ def report(results: list[dict[str, Any]]) -> None:
                  [f"{fmt(r['matrix'][cell]['us_per_op'], 2)}  "
                   f"{fmt(r['matrix'][cell]['p50_ms'], 2)}/{fmt(r['matrix'][cell]['p99_ms'], 2)}"
                   for r in rows])
+        line("compaction backlog after load: s", [fmt(r["settle_s"]) for r in rows])
         line("get hot / uniform: us", [f"{fmt(r['get_hot_us'], 2)} / "
                                        f"{fmt(r['get_uniform_us'], 2)}" for r in rows])
         line("status scan live/snapshot: rows/s",

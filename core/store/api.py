@@ -29,9 +29,8 @@ The contract, the same for both engines (tests/core/test_store.py runs it on eac
   no half checkpoint under `path`.
 - A store directory is owned by one open store at a time: a second open, from this process or
   another, raises `StoreLockedError` (released when the owner closes or dies).
-- The interface is not thread-safe for concurrent writers beyond what the engines give:
-  it is meant for the one partition processor that owns the partition; snapshots may be read
-  from other threads.
+- One writer is expected (the partition's processor); writes from several threads are
+  serialized. Reads, scans and snapshots may be used from any thread, several at once.
 """
 
 from __future__ import annotations
