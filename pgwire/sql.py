@@ -147,6 +147,7 @@ _COL = r"(?:\"?[A-Za-z_]\w*\"?\s*\.\s*)?\"?([A-Za-z_]\w*)\"?"
 _LEFT = re.compile(_COL + r"\s*" + _OP + r"\s*\$(\d+)", re.I)
 _RIGHT = re.compile(r"\$(\d+)\s*" + _OP + r"\s*" + _COL, re.I)
 _ANY = re.compile(_COL + r"\s*(?:=|<>|!=)\s*ANY\s*\(\s*\$(\d+)", re.I)
+_ANY_PARAM = re.compile(r"\b(?:ANY|ALL|SOME)\s*\(\s*\$(\d+)\s*\)", re.I)
 _IN = re.compile(_COL + r"\s+(?:NOT\s+)?IN\s*\(([^()]*)\)", re.I)
 _LIMIT = re.compile(r"\b(?:LIMIT|OFFSET|FETCH\s+FIRST|FETCH\s+NEXT)\s+\$(\d+)", re.I)
 _PARAM = re.compile(r"\$(\d+)")
@@ -171,7 +172,9 @@ def infer_param_types(sql: str, columns: Mapping[str, int],
             found[i] = oid
 
     def by_name(name: str, array: bool) -> int | None:
-        oid = T.TYPE_BY_NAME.get(name.strip().strip('"').lower())
+        raw = name.strip()
+        # unquoted char is character(1) (bpchar); only "char" is the one-byte type
+        oid = T.BPCHAR if raw.lower() == "char" else T.TYPE_BY_NAME.get(raw.strip('"').lower())
         if oid is None and re.match(r"(?i)(varchar|character varying|char|numeric|decimal)",
                                     name.strip()):
             oid = T.TYPE_BY_NAME.get(name.split("(")[0].strip().lower())
@@ -189,6 +192,8 @@ def infer_param_types(sql: str, columns: Mapping[str, int],
         col = columns.get(m.group(1).lower())
         if col:
             note(m.group(2), T.TYPES[col].array_oid)
+    for m in _ANY_PARAM.finditer(code):  # an array of something: text[] unless told
+        note(m.group(1), 1009)
     for m in _IN.finditer(code):
         col = columns.get(m.group(1).lower())
         for p in _PARAM.findall(m.group(2)):
