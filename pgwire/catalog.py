@@ -25,7 +25,14 @@ from typing import Any
 import pyarrow as pa
 from rstq.pgwire import rewrite as R
 from rstq.pgwire import types as T
-from rstq.pgwire.catalog_data import FIRST_TABLE_OID, OWNER, CatalogSession, Model
+from rstq.pgwire.catalog_data import (
+    FIRST_TABLE_OID,
+    OWNER,
+    CatalogSession,
+    Model,
+    format_type,
+    typmod,
+)
 from rstq.query.api import QueryEngine, TableDef
 
 _ALIAS = re.compile(r'\bas\s+"([^"]+)"', re.I)
@@ -247,7 +254,8 @@ class Catalog:
         if found:
             for c in found[1].columns:
                 oid = T.pg_type_of(c.type)
-                v = {"attname": c.name, "format_type": T.format_type(oid), "attrdef": None,
+                v = {"attname": c.name, "format_type": format_type(oid, typmod(c.type)),
+                     "attrdef": None,
                      "attnotnull": "f" if c.nullable else "t", "attcollation": None,
                      "attidentity": "", "attgenerated": "", "indexdef": None,
                      "attfdwoptions": None, "attstorage": "x", "attstattarget": None,

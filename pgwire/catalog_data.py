@@ -290,7 +290,7 @@ class Model:
         return out
 
 
-def _typmod(t: pa.DataType) -> int:
+def typmod(t: pa.DataType) -> int:
     if pa.types.is_decimal(t):
         return ((int(t.precision) << 16) | int(t.scale)) + 4
     if pa.types.is_uint64(t):
@@ -344,7 +344,7 @@ def build(model: Model) -> dict[str, pa.Table]:
             rows["pg_attribute"].append({
                 "attrelid": oid, "attname": f.name, "atttypid": toid,
                 "attlen": pt.length if pt else -1, "attnum": num, "attcacheoff": -1,
-                "atttypmod": _typmod(f.type), "attndims": 1 if pt is not None and pt.elem else 0,
+                "atttypmod": typmod(f.type), "attndims": 1 if pt is not None and pt.elem else 0,
                 "attbyval": pt is not None and pt.length in (1, 2, 4, 8),
                 "attalign": "d" if pt is not None and pt.length == 8 else "i",
                 "attstorage": "p" if pt is not None and pt.length > 0 else "x",
@@ -706,9 +706,9 @@ class CatalogSession:
                     return empty
                 raise _error(e, self.names) from None
         names = R.postgres_names(sql)
-        if names is not None and len(names) == table.num_columns:
-            table = table.rename_columns(names)
-        return table
+        if names is None or len(names) != table.num_columns:
+            names = [R.restore_name(n) for n in table.column_names]
+        return table.rename_columns(names)
 
     def _empty_answer(self, sql: str) -> pa.Table | None:
         """A query whose FROM reads only always-empty catalogs (inner and left joins on

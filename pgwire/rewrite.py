@@ -289,10 +289,38 @@ class Context:
     constants: dict[str, str] = field(default_factory=dict)  # zero-argument functions -> SQL
 
 
+ALIAS_PREFIX = "__pg"
+
+
 def rewrite(sql: str, ctx: Context) -> str:
-    items = tokenize(sql)
+    items = _alias_beside_wildcards(strip_qualifiers(tokenize(sql)))
     items = _rewrite_level(items, ctx, top=True)
     return render(items)
+
+
+def _alias_beside_wildcards(items: list[Item]) -> list[Item]:
+    """`SELECT n.oid, n.* ...` names oid twice, which DataFusion refuses: each item beside a
+    wildcard gets an alias `"__pg<k>__<name>"` (`restore_name()` gives the name back)."""
+    span = _select_list_span(items)
+    if span is None:
+        return items
+    cols = split_commas(items[span[0]:span[1]])
+    if not any(_column_name(c) is None for c in cols):
+        return items
+    out = []
+    for k, col in enumerate(cols):
+        name = _column_name(col)
+        aliased = len(col) >= 2 and is_word(col[-2], "AS")
+        if name is not None and not aliased:
+            col = [*col, Tok("ident", "AS"), Tok("qident", f'"{ALIAS_PREFIX}{k}__{name}"')]
+        out.append(col)
+    return [*items[:span[0]], *join_commas(out), *items[span[1]:]]
+
+
+def restore_name(name: str) -> str:
+    if name.startswith(ALIAS_PREFIX) and "__" in name[len(ALIAS_PREFIX):]:
+        return name[len(ALIAS_PREFIX):].split("__", 1)[1]
+    return name
 
 
 def _rewrite_level(items: list[Item], ctx: Context, top: bool) -> list[Item]:
