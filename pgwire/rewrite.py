@@ -336,7 +336,54 @@ def _rewrite_level(items: list[Item], ctx: Context, top: bool) -> list[Item]:
     items = _casts(items, top)
     items = _functions(items, ctx)
     items = _subqueries(items, ctx)
+    items = _scalar_functions_in_from(items)
     return _operators_and_collate(items, escape=True)
+
+
+TABLE_FUNCTIONS = {"generate_series", "unnest", "range", "generate_subscripts"}
+
+
+def _scalar_functions_in_from(items: list[Item]) -> list[Item]:
+    """`FROM string_to_array(x, ',') s`: a scalar function in FROM is one row whose column
+    is named like the alias (Postgres); DataFusion knows only table functions there."""
+    out: list[Item] = []
+    clause, expect = "", False
+    i = 0
+    while i < len(items):
+        it = items[i]
+        if isinstance(it, Tok) and it.word in _CLAUSE_END | {"SELECT"}:
+            clause = it.word
+            expect = clause == "FROM"
+        elif is_word(it, "JOIN") or (clause == "FROM" and is_punct(it, ",")):
+            expect = True
+        elif expect and isinstance(it, Tok) and it.kind == "ident" and \
+                it.word not in _KEYWORDS and i + 1 < len(items) and is_group(items[i + 1], "("):
+            j = i + 2
+            if is_word(items[j] if j < len(items) else None, "AS"):
+                j += 1
+            alias = items[j] if j < len(items) else None
+            named = isinstance(alias, Tok) and alias.kind in ("ident", "qident") and \
+                alias.word not in _KEYWORDS
+            if it.text.lower() in TABLE_FUNCTIONS:
+                # generate_series(...) AS i: Postgres names the column i too
+                if named and not is_group(items[j + 1] if j + 1 < len(items) else None, "("):
+                    out += [*items[i:j + 1], Group("(", [alias])]  # type: ignore[list-item]
+                    i = j + 1
+                    expect = False
+                    continue
+            elif named:
+                assert isinstance(alias, Tok)
+                call = [it, items[i + 1]]
+                out += [Group("(", [Tok("ident", "SELECT"), *call, Tok("ident", "AS"), alias]),
+                        Tok("ident", "AS"), alias]
+                i = j + 1
+                expect = False
+                continue
+        elif expect and not is_word(it, "LATERAL", "ONLY"):
+            expect = False
+        out.append(it)
+        i += 1
+    return out
 
 
 def strip_qualifiers(items: list[Item]) -> list[Item]:
@@ -471,6 +518,11 @@ def _cast_to(operand: list[Item], t: _Type, then: _Type | None,
         array = _array_literal(operand)
         if array is not None:
             operand = array
+    if t.name in ("regproc", "regprocedure"):  # catalogs keep function names: compare those
+        if len(operand) == 1 and isinstance(operand[0], Tok) and operand[0].kind == "str":
+            name = operand[0].text[1:-1].replace("''", "'")
+            return _literal(name.removeprefix("pg_catalog."))
+        return _cast(operand, "VARCHAR", t.array)
     if t.name in REG_KINDS:
         kind = _literal(REG_KINDS[t.name])
         if t.array:
@@ -507,6 +559,13 @@ def _functions(items: list[Item], ctx: Context) -> list[Item]:
                 nxt.open == "(" and not is_punct(out[-1] if out else None, "."):
             name = it.text.lower()
             args = split_commas(nxt.items)
+            if name in ("array_upper", "array_lower") and len(args) == 2:
+                length = _cast(_call("array_length", *args), "BIGINT")
+                out += length if name == "array_upper" else [Group("(", [
+                    Tok("ident", "CASE"), Tok("ident", "WHEN"), *length, Tok("op", ">"),
+                    Tok("num", "0"), Tok("ident", "THEN"), Tok("num", "1"), Tok("ident", "END")])]
+                i += 2
+                continue
             if name in ctx.constants and not args:
                 out += tokenize(ctx.constants[name])
                 i += 2

@@ -89,7 +89,7 @@ def rewrite_session_functions(sql: str, settings: Mapping[str, str],
           | pg_backend_pid\s*\(\s*\)
           | current_setting\s*\(\s*'(?P<cs>[^']*)'\s*(?:,\s*\w+\s*)?\)
           | set_config\s*\(\s*'(?P<sc>[^']*)'\s*,\s*'(?P<sv>[^']*)'\s*,\s*\w+\s*\)
-          | (?P<user>current_user|session_user|current_role)\b(?!\s*\()
+          | (?P<user>current_user|session_user|current_role|user)\b(?!\s*[(.])
           | current_catalog\b(?!\s*\()
           | pg_is_in_recovery\s*\(\s*\)
         ))""", re.S | re.I | re.X)
@@ -115,8 +115,9 @@ def rewrite_session_functions(sql: str, settings: Mapping[str, str],
             return _sql_literal(settings["__version"])
         if low.startswith("current_database(") or low == "current_catalog":
             return _sql_literal(settings["__database"])
-        if low.startswith("current_schemas("):
-            return "make_array('public')"
+        if low.startswith("current_schemas("):  # (true): with the implicit pg_catalog
+            implicit = low[len("current_schemas("):].startswith(("true", "t)", "1"))
+            return "make_array('pg_catalog', 'public')" if implicit else "make_array('public')"
         if low.startswith("current_schema("):
             return "'public'"
         if low.startswith("pg_backend_pid("):

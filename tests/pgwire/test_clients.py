@@ -198,7 +198,7 @@ def test_pgcli_completion_queries(server: PgWireServer, pgcli_home: dict[str, st
     from pgcli.pgexecute import PGExecute
 
     ex = PGExecute("rstq", "rstq", None, "127.0.0.1", server.port, "")
-    assert ex.search_path() == ["public"]
+    assert ex.search_path() == ["pg_catalog", "public"]
     assert ex.schemata() == ["information_schema", "pg_catalog", "public"]
     tables = list(ex.tables())
     assert [t for t in tables if t[0] == "public"] == [("public", t) for t in TABLES]
@@ -262,7 +262,24 @@ INTROSPECTION = [
      "pg_catalog.pg_class c WHERE c.relname = 'state'", 1),
     ("SELECT 'sys_invocation'::regclass::oid, 16384::regclass, 'int4'::regtype::oid, "
      "23::regtype", 1),
+    # pgJDBC resolving a type by OID and by name
+    ("SELECT n.nspname = ANY(current_schemas(true)), n.nspname, t.typname FROM "
+     "pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON t.typnamespace = n.oid "
+     "WHERE t.oid = %s", 1),
+    ("SELECT typinput='pg_catalog.array_in'::regproc as is_array, typtype, typname, "
+     "pg_type.oid FROM pg_catalog.pg_type LEFT JOIN (select ns.oid as nspoid, ns.nspname, "
+     "r.r from pg_namespace as ns join ( select s.r, (current_schemas(false))[s.r] as "
+     "nspname from generate_series(1, array_upper(current_schemas(false), 1)) as s(r) ) as "
+     "r using ( nspname ) ) as sp ON sp.nspoid = typnamespace WHERE typname = %s ORDER BY "
+     "sp.r, pg_type.oid DESC LIMIT 1", 1),
     # Grafana's PostgreSQL data source (query builder)
+    ("SELECT quote_ident(table_name) as table_name FROM information_schema.tables WHERE "
+     "quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog', "
+     "'_timescaledb_cache') AND table_type = 'BASE TABLE' AND quote_ident(table_schema) IN "
+     "(SELECT CASE WHEN trim(s[i]) = '\"$user\"' THEN user ELSE trim(s[i]) END FROM "
+     "generate_series(array_lower(string_to_array(current_setting('search_path'),','),1), "
+     "array_upper(string_to_array(current_setting('search_path'),','),1)) as i, "
+     "string_to_array(current_setting('search_path'),',') s)", 4),
     ("SELECT quote_ident(table_name) AS table_name FROM information_schema.tables WHERE "
      "table_schema = 'public' ORDER BY table_name", 4),
     ("SELECT quote_ident(column_name) AS column_name, data_type AS type FROM "
@@ -276,7 +293,7 @@ INTROSPECTION = [
 def test_bi_introspection(server: PgWireServer, sql: str, rows: int | None) -> None:
     dsn = f"host=127.0.0.1 port={server.port} user=rstq dbname=rstq"
     params = {"db.datname = %s": ["rstq"], "relnamespace = %s": [2200],
-              "WHERE oid = %s": [1007], "t.oid = %s": [1007]}
+              "WHERE oid = %s": [1007], "t.oid = %s": [1007], "typname = %s": ["_int4"]}
     args = next((v for k, v in params.items() if k in sql), None)
     for binary in (False, True):
         with psycopg.connect(dsn) as c:
