@@ -675,6 +675,7 @@ class CatalogSession:
         self.rewrite_ctx = R.Context(functions=set(fns), empty=self.empty,
                                      constants=constants(model))
         self.names = {q.split(".", 1)[1] for q in self.tables if q.startswith("pg_catalog.")}
+        self.served = {t.name for _oid, t in model.tables}
         self._lock = threading.Lock()
 
     def reads_catalog(self, sql: str) -> bool:
@@ -688,8 +689,9 @@ class CatalogSession:
             items = R.tokenize(sql)
         except R.RewriteError:
             return False
-        return _mentions(items, self.names, set(self.rewrite_ctx.functions) |
-                         set(self.rewrite_ctx.constants))
+        relations, functions = _mentions(items, self.names, set(self.rewrite_ctx.functions)
+                                         | set(self.rewrite_ctx.constants), self.served)
+        return relations or functions
 
     def sql(self, sql: str, params: Sequence[object]) -> pa.Table:
         try:
@@ -726,25 +728,34 @@ class CatalogSession:
                         ).rename_columns(names)
 
 
-def _mentions(items: Sequence[R.Item], relations: set[str], functions: set[str]) -> bool:
-    for k, it in enumerate(items):
-        if isinstance(it, R.Group):
-            if _mentions(it.items, relations, functions):
-                return True
-            continue
-        if it.kind == "ident":
-            low = it.text.lower()
-            if low in ("pg_catalog", "information_schema") and R.is_punct(
-                    items[k + 1] if k + 1 < len(items) else None, "."):
-                return True
-            if low in relations:
-                return True
-            if low in functions and isinstance(items[k + 1] if k + 1 < len(items) else None,
-                                               R.Group):
-                return True
-            if low in R.REG_KINDS and k > 0 and R.is_punct(items[k - 1], "::"):
-                return True
-    return False
+def _mentions(items: Sequence[R.Item], relations: set[str], functions: set[str],
+              served: set[str]) -> tuple[bool, bool]:
+    """(names a catalog relation, uses a catalog function and names no served table)."""
+    rel = fn = user = False
+
+    def walk(level: Sequence[R.Item]) -> None:
+        nonlocal rel, fn, user
+        for k, it in enumerate(level):
+            if isinstance(it, R.Group):
+                walk(it.items)
+                continue
+            nxt = level[k + 1] if k + 1 < len(level) else None
+            if it.kind not in ("ident", "qident"):
+                continue
+            low = it.text.lower() if it.kind == "ident" else it.text.strip('"')
+            if low in ("pg_catalog", "information_schema") and R.is_punct(nxt, "."):
+                rel = True
+            elif low in relations:
+                rel = True
+            elif low in served:
+                user = True
+            elif low in functions and isinstance(nxt, R.Group):
+                fn = True
+            elif low in R.REG_KINDS and k > 0 and R.is_punct(level[k - 1], "::"):
+                fn = True
+
+    walk(items)
+    return rel, fn and not user
 
 
 def _error(e: Exception, names: Iterable[str]) -> QueryError:
