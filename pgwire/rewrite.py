@@ -118,7 +118,7 @@ def _space_between(a: Item | None, b: Item) -> bool:
     if isinstance(a, Tok) and a.text in (".", "::"):
         return False
     if isinstance(b, Group) and isinstance(a, Tok) and a.kind in ("ident", "qident") \
-            and (a.word not in _KEYWORDS or a.word == "ARRAY" and b.open == "["):
+            and (a.word not in _KEYWORDS or a.word in _CALL_LIKE):
         return False  # f(x), arr[1]
     return True
 
@@ -167,6 +167,7 @@ _KEYWORDS = {
     "RECURSIVE", "ASC", "DESC", "NULLS", "FIRST", "LAST", "INTERVAL", "COLLATE", "OPERATOR",
     "SIMILAR", "ESCAPE", "RETURNING", "FOR", "INTO",
 }
+_CALL_LIKE = {"CAST", "ANY", "ALL", "SOME", "EXISTS", "ARRAY"}  # rendered as f(...)
 _CLAUSE_END = {"FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "OFFSET", "UNION",
                "EXCEPT", "INTERSECT", "WINDOW", "FETCH", "FOR", "INTO"}
 _AFTER_FROM = {"WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "OFFSET", "UNION", "EXCEPT",
