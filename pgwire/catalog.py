@@ -1,24 +1,39 @@
 """pg_catalog / information_schema emulation, generated from `QueryEngine.tables()`.
 
-The engine has no pg_catalog, and clients only send a handful of fixed catalog query shapes:
-psql 15's backslash commands (`\\dt`, `\\d`, `\\d NAME`, `\\l`, `\\dn`), asyncpg's type
-introspection, and simple `information_schema` / `pg_type` probes. `Catalog.answer()` recognises
-those shapes and answers them from the table declarations (so `\\d state` shows each column's doc
-string); anything else goes to the engine. The shapes are pinned by tests against the real psql.
+The engine has no pg_catalog. Two layers answer clients' catalog queries:
+
+- `Catalog.answer()` recognises a few fixed query shapes and answers them from the table
+  declarations: psql 15's backslash commands (`\\dt`, `\\d`, `\\d NAME`, `\\l`, `\\dn`, so
+  `\\d state` shows each column's doc string) and asyncpg's type introspection. The shapes are
+  pinned by tests against the real psql and asyncpg.
+- Any other query that names a catalog relation or function (`reads_catalog()`) runs on
+  `catalog_data.CatalogSession`: DataFusion over generated pg_catalog and information_schema
+  tables, after `rewrite.py` has turned the Postgres-only syntax into DataFusion's. That is what
+  SQLAlchemy, pandas, pgcli and BI tools (DBeaver, Grafana) send, in many variants.
+
+Everything else goes to the engine.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+from rstq.pgwire import rewrite as R
 from rstq.pgwire import types as T
+from rstq.pgwire.catalog_data import (
+    FIRST_TABLE_OID,
+    OWNER,
+    CatalogSession,
+    Model,
+    format_type,
+    typmod,
+)
 from rstq.query.api import QueryEngine, TableDef
-
-FIRST_TABLE_OID = 16384
-OWNER = "rstq"
 
 _ALIAS = re.compile(r'\bas\s+"([^"]+)"', re.I)
 _REGEX_FILTER = re.compile(
@@ -70,8 +85,14 @@ def _text_table(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.Table
 
 
 class Catalog:
-    def __init__(self, engine: QueryEngine) -> None:
+    def __init__(self, engine: QueryEngine, database: str = "rstq",
+                 settings: Mapping[str, str] | None = None) -> None:
         self.engine = engine
+        self.database = database
+        self.settings = dict(settings or {})
+        self.started = dt.datetime.now(dt.UTC)
+        self._session: tuple[tuple[TableDef, ...], CatalogSession] | None = None
+        self._session_lock = threading.Lock()
         self._handlers: list[tuple[Callable[[str], bool],
                                    Callable[[str, str, Sequence[Any]], pa.Table]]] = [
             (lambda q: "typeinfo_tree" in q and "pg_catalog.pg_type" in q, self._asyncpg_types),
@@ -88,7 +109,7 @@ class Catalog:
             (lambda q: "c.relchecks, c.relkind, c.relhasindex" in q, self._relation_info),
             (lambda q: "FROM pg_catalog.pg_attribute a" in q and "a.attnum > 0" in q,
              self._attributes),
-            (self._is_empty_followup, self._empty),
+            (self._is_empty_followup, self._followup),
         ]
 
     # --- the model -------------------------------------------------------------------------------
@@ -113,10 +134,10 @@ class Catalog:
                 return o, t
         return None
 
-    # --- entry point -----------------------------------------------------------------------------
+    # --- entry points ----------------------------------------------------------------------------
 
     def answer(self, sql: str, params: Sequence[Any]) -> pa.Table | None:
-        """The answer to a recognised catalog query, else None (the engine runs it)."""
+        """The answer to a recognised catalog query shape, else None."""
         if "pg_catalog" not in sql and "pg_" not in sql:
             return None
         q = _norm(sql)
@@ -125,18 +146,39 @@ class Catalog:
                 return fn(q, sql, params)
         return None
 
+    def session(self) -> CatalogSession:
+        """The catalog session over the engine's current table declarations."""
+        tables = tuple(self.engine.tables())
+        with self._session_lock:
+            if self._session is None or self._session[0] != tables:
+                model = Model(self.tables(), self.database, self.settings, self.started)
+                self._session = (tables, CatalogSession(model))
+            return self._session[1]
+
+    def reads_catalog(self, sql: str) -> bool:
+        """Whether `sql` names a catalog relation or function (then `query()` runs it)."""
+        return self.session().reads_catalog(sql)
+
+    def query(self, sql: str, params: Sequence[Any]) -> pa.Table:
+        """Run a catalog query on the generated catalogs; raises QueryError."""
+        return self.session().sql(sql, params)
+
     # --- psql ------------------------------------------------------------------------------------
 
     def _databases(self, q: str, sql: str, params: Sequence[Any]) -> pa.Table:
-        values = {"Name": "rstq", "Owner": OWNER, "Encoding": "UTF8", "Collate": "C",
+        values = {"Name": self.database, "Owner": OWNER, "Encoding": "UTF8", "Collate": "C",
                   "Ctype": "C", "ICU Locale": None, "ICU Rules": None, "Locale Provider": "libc",
                   "Access privileges": None, "Size": None, "Tablespace": "pg_default",
                   "Description": "rstq state (read-only)"}
-        names = _aliases(q) or ["datname"]
-        return _text_table(names, [[values.get(n, "rstq") for n in names]])
+        names = _aliases(q)
+        if not names:  # not psql's \l: the generic catalog answers
+            return self.session().sql(sql, params)
+        return _text_table(names, [[values.get(n, self.database) for n in names]])
 
     def _namespaces(self, q: str, sql: str, params: Sequence[Any]) -> pa.Table:
-        names = _aliases(q) or ["nspname"]
+        names = _aliases(q)
+        if not names:  # not psql's \dn
+            return self.session().sql(sql, params)
         values = {"Name": "public", "Owner": OWNER, "Access privileges": None,
                   "Description": "standard public schema", "nspname": "public"}
         return _text_table(names, [[values.get(n) for n in names]])
@@ -163,6 +205,8 @@ class Catalog:
 
     def _relation_lookup(self, q: str, sql: str, params: Sequence[Any]) -> pa.Table:
         rx = _REGEX_FILTER.search(sql)
+        if rx is None and params:  # pgcli's: the pattern is a parameter
+            return self.session().sql(sql, params)
         rows = []
         for oid, t in sorted(self.tables(), key=lambda ot: ot[1].name):
             if rx is None or _pg_regex(rx.group("re")).search(t.name):
@@ -189,7 +233,7 @@ class Catalog:
         row = [values.get(c, "") for c in cols]
         if "relhasoids" in names:
             row[names.index("relhasoids")] = "f"
-        return _text_table(names, [row] if found else [])
+        return _typed(_text_table(names, [row] if found else []), _RELATION_TYPES)
 
     def _attributes(self, q: str, sql: str, params: Sequence[Any]) -> pa.Table:
         # \d NAME, step 3: one row per column (attname, format_type, default, notnull, ...)
@@ -210,13 +254,14 @@ class Catalog:
         if found:
             for c in found[1].columns:
                 oid = T.pg_type_of(c.type)
-                v = {"attname": c.name, "format_type": T.format_type(oid), "attrdef": None,
+                v = {"attname": c.name, "format_type": format_type(oid, typmod(c.type)),
+                     "attrdef": None,
                      "attnotnull": "f" if c.nullable else "t", "attcollation": None,
                      "attidentity": "", "attgenerated": "", "indexdef": None,
                      "attfdwoptions": None, "attstorage": "x", "attstattarget": None,
                      "description": c.doc, "attcompression": ""}
                 rows.append([v.get(n) for n in names])
-        return _text_table(names, rows)
+        return _typed(_text_table(names, rows), {"attnotnull": pa.bool_()})
 
     _EMPTY_MARKERS = ("pg_catalog.pg_policy", "pg_catalog.pg_statistic_ext",
                       "pg_catalog.pg_publication", "pg_catalog.pg_inherits",
@@ -226,6 +271,21 @@ class Catalog:
 
     def _is_empty_followup(self, q: str) -> bool:
         return any(mk in q for mk in self._EMPTY_MARKERS)
+
+    def _followup(self, q: str, sql: str, params: Sequence[Any]) -> pa.Table:
+        """psql's follow-up queries on catalogs rstq has nothing in: empty when the query
+        reads only those; else what the generic catalog says (empty if it cannot say)."""
+        session = self.session()
+        try:
+            nothing = R.reads_nothing(R.strip_qualifiers(R.tokenize(q)), session.empty)
+        except R.RewriteError:
+            nothing = False
+        if nothing:
+            return self._empty(q, sql, params)
+        try:
+            return session.sql(sql, params)
+        except Exception:
+            return self._empty(q, sql, params)
 
     def _empty(self, q: str, sql: str, params: Sequence[Any]) -> pa.Table:
         head = _select_head(q)
@@ -286,6 +346,25 @@ class Catalog:
                             T.pg_field("kind", pa.string(), T.CHAR)])
         return pa.Table.from_pylist([{"oid": o, "elemtype": T.TYPES[o].elem, "kind": "b"}
                                      for o in rows], schema=schema)
+
+
+_RELATION_TYPES: dict[str, pa.DataType] = {
+    "relchecks": pa.int16(), "relhasindex": pa.bool_(), "relhasrules": pa.bool_(),
+    "relhastriggers": pa.bool_(), "relhasoids": pa.bool_(), "relrowsecurity": pa.bool_(),
+    "relforcerowsecurity": pa.bool_(), "relispartition": pa.bool_(), "reltablespace": pa.int64()}
+
+
+def _typed(table: pa.Table, types: dict[str, pa.DataType]) -> pa.Table:
+    """Columns of a text answer with their Postgres types (psql reads the same text, clients
+    that read values get booleans and numbers)."""
+    for i, name in enumerate(table.column_names):
+        t = types.get(name)
+        if t is not None:
+            col = table.column(i)
+            typed = (pa.array([None if v is None else v == "t" for v in col.to_pylist()], t)
+                     if pa.types.is_boolean(t) else col.cast(t))
+            table = table.set_column(i, name, typed)
+    return table
 
 
 def _split_select(s: str) -> list[str]:

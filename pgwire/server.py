@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 from rstq.pgwire import codec as m
 from rstq.pgwire.catalog import Catalog
-from rstq.pgwire.session import PgError, Session, WireConfig
+from rstq.pgwire.session import DEFAULT_SETTINGS, PgError, Session, WireConfig
 from rstq.query.api import QueryEngine
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class PgWireServer:
         self.engine = engine
         self.host, self._port = parse_bind(bind)
         self.config = config or WireConfig()
-        self.catalog = Catalog(engine)
+        self.catalog = Catalog(engine, self.config.database, DEFAULT_SETTINGS)
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="pgwire-query")
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None

@@ -231,9 +231,14 @@ class Session:
                 raise PgError("28000", "no PostgreSQL user name specified in startup packet",
                               "FATAL")
             self._user = user
+            # There is one database. Without credentials any name reaches it (psql defaults
+            # the name to the OS user's); with them, only its name and "postgres" do.
             db = msg.params.get("database") or user
-            if db not in (self.config.database, "postgres"):
-                raise PgError("3D000", f'database "{db}" does not exist', "FATAL")
+            if self.config.password is not None and db not in (self.config.database,
+                                                               "postgres"):
+                raise PgError("3D000", f'database "{db}" does not exist (this server has one '
+                              f'database: connect to "{self.config.database}" or "postgres")',
+                              "FATAL")
             if msg.params.get("application_name"):
                 self.settings["application_name"] = msg.params["application_name"]
             for opt in re.findall(r"-c\s*([\w.]+)=(\S+)", msg.params.get("options", "")):
@@ -408,6 +413,8 @@ class Session:
         cat = self.catalog.answer(stmt.sql, nulls)
         if cat is not None:
             return cat.schema
+        if self.catalog.reads_catalog(stmt.sql):
+            return self._catalog_sql(stmt.sql, nulls).schema
         if kw[0] in ("SELECT", "WITH", "VALUES"):
             body = S.strip_comments(stmt.sql).strip().rstrip(";")
             try:
@@ -472,15 +479,34 @@ class Session:
         cat = self.catalog.answer(sql, list(params))
         if cat is not None:
             return Result("SELECT", cat)
+        if self.catalog.reads_catalog(sql):
+            return Result("SELECT", self._catalog_sql(sql, params))
         table = self._engine_sql(sql, params)
         return Result("SELECT", table)
 
-    def _engine_sql(self, sql: str, params: Sequence[Any]) -> pa.Table:
+    def _session_settings(self) -> dict[str, str]:
         settings = dict(self.settings)
         settings.update(__version=f"PostgreSQL {SERVER_VERSION} (rstq) on x86_64-pc-linux-gnu",
                         __database=self.config.database, __pid=str(self.pid),
                         __user=self._user)
-        text = S.rewrite_session_functions(sql, settings, self._set_value)
+        return settings
+
+    def _catalog_sql(self, sql: str, params: Sequence[Any]) -> pa.Table:
+        """A catalog query (pg_catalog, information_schema) on the generated catalogs."""
+        text = S.rewrite_session_functions(sql, self._session_settings(), self._set_value)
+        catalog, p = self.catalog, list(params)
+        try:
+            return self._run(lambda: catalog.query(text, p))
+        except QueryError as e:
+            raise PgError(e.sqlstate or "XX000", str(e)) from e
+        except Cancelled:
+            raise
+        except Exception as e:
+            log.exception("pgwire: catalog query failed on %r", text[:200])
+            raise PgError("XX000", f"internal error: {e}") from e
+
+    def _engine_sql(self, sql: str, params: Sequence[Any]) -> pa.Table:
+        text = S.rewrite_session_functions(sql, self._session_settings(), self._set_value)
         timeout = self.config.statement_timeout_s
         st = self.settings.get("statement_timeout", "0")
         if _timeout_s(st):

@@ -89,7 +89,7 @@ def rewrite_session_functions(sql: str, settings: Mapping[str, str],
           | pg_backend_pid\s*\(\s*\)
           | current_setting\s*\(\s*'(?P<cs>[^']*)'\s*(?:,\s*\w+\s*)?\)
           | set_config\s*\(\s*'(?P<sc>[^']*)'\s*,\s*'(?P<sv>[^']*)'\s*,\s*\w+\s*\)
-          | (?P<user>current_user|session_user|current_role)\b(?!\s*\()
+          | (?P<user>current_user|session_user|current_role|user)\b(?!\s*[(.])
           | current_catalog\b(?!\s*\()
           | pg_is_in_recovery\s*\(\s*\)
         ))""", re.S | re.I | re.X)
@@ -115,8 +115,9 @@ def rewrite_session_functions(sql: str, settings: Mapping[str, str],
             return _sql_literal(settings["__version"])
         if low.startswith("current_database(") or low == "current_catalog":
             return _sql_literal(settings["__database"])
-        if low.startswith("current_schemas("):
-            return "make_array('public')"
+        if low.startswith("current_schemas("):  # (true): with the implicit pg_catalog
+            implicit = low[len("current_schemas("):].startswith(("true", "t)", "1"))
+            return "make_array('pg_catalog', 'public')" if implicit else "make_array('public')"
         if low.startswith("current_schema("):
             return "'public'"
         if low.startswith("pg_backend_pid("):
@@ -147,6 +148,7 @@ _COL = r"(?:\"?[A-Za-z_]\w*\"?\s*\.\s*)?\"?([A-Za-z_]\w*)\"?"
 _LEFT = re.compile(_COL + r"\s*" + _OP + r"\s*\$(\d+)", re.I)
 _RIGHT = re.compile(r"\$(\d+)\s*" + _OP + r"\s*" + _COL, re.I)
 _ANY = re.compile(_COL + r"\s*(?:=|<>|!=)\s*ANY\s*\(\s*\$(\d+)", re.I)
+_ANY_PARAM = re.compile(r"\b(?:ANY|ALL|SOME)\s*\(\s*\$(\d+)\s*\)", re.I)
 _IN = re.compile(_COL + r"\s+(?:NOT\s+)?IN\s*\(([^()]*)\)", re.I)
 _LIMIT = re.compile(r"\b(?:LIMIT|OFFSET|FETCH\s+FIRST|FETCH\s+NEXT)\s+\$(\d+)", re.I)
 _PARAM = re.compile(r"\$(\d+)")
@@ -171,7 +173,9 @@ def infer_param_types(sql: str, columns: Mapping[str, int],
             found[i] = oid
 
     def by_name(name: str, array: bool) -> int | None:
-        oid = T.TYPE_BY_NAME.get(name.strip().strip('"').lower())
+        raw = name.strip()
+        # unquoted char is character(1) (bpchar); only "char" is the one-byte type
+        oid = T.BPCHAR if raw.lower() == "char" else T.TYPE_BY_NAME.get(raw.strip('"').lower())
         if oid is None and re.match(r"(?i)(varchar|character varying|char|numeric|decimal)",
                                     name.strip()):
             oid = T.TYPE_BY_NAME.get(name.split("(")[0].strip().lower())
@@ -189,6 +193,8 @@ def infer_param_types(sql: str, columns: Mapping[str, int],
         col = columns.get(m.group(1).lower())
         if col:
             note(m.group(2), T.TYPES[col].array_oid)
+    for m in _ANY_PARAM.finditer(code):  # an array of something: text[] unless told
+        note(m.group(1), 1009)
     for m in _IN.finditer(code):
         col = columns.get(m.group(1).lower())
         for p in _PARAM.findall(m.group(2)):

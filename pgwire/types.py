@@ -81,6 +81,7 @@ TYPE_BY_NAME.update({
 BOOL, BYTEA, CHAR, NAME, INT8, INT2, INT4, TEXT, OID = 16, 17, 18, 19, 20, 21, 23, 25, 26
 JSON = 114
 FLOAT4, FLOAT8, UNKNOWN, VARCHAR, DATE, TIME = 700, 701, 705, 1043, 1082, 1083
+BPCHAR = 1042
 TIMESTAMP, TIMESTAMPTZ, INTERVAL, NUMERIC, UUID, JSONB = 1114, 1184, 1186, 1700, 2950, 3802
 
 PG_EPOCH_US = 946_684_800_000_000
@@ -110,6 +111,8 @@ def pg_type_of(t: pa.DataType) -> int:
         return INT2
     if pa.types.is_int32(t) or pa.types.is_uint16(t):
         return INT4
+    if pa.types.is_uint64(t):  # above bigint's range: numeric holds every value
+        return NUMERIC
     if pa.types.is_integer(t):
         return INT8
     if pa.types.is_float16(t) or pa.types.is_float32(t):
@@ -432,6 +435,9 @@ def encode_cells(arr: Arr, oid: int, fmt: int) -> Arr:
     if oid == DATE and pa.types.is_date32(t):
         a = pc.subtract(pc.cast(arr, pa.int32()), PG_EPOCH_DAYS)
         return _with_validity(_bswap(a, 4).cast(pa.binary()), arr)
+    if oid == CHAR and pa.types.is_string(t):  # "char" is one byte: '' is sent as \0
+        b = arr.cast(pa.binary())
+        return pc.if_else(pc.equal(pc.binary_length(b), 0), pa.scalar(b"\x00"), b)
     if oid in (TEXT, BYTEA, JSON, CHAR, NAME, VARCHAR) and (pa.types.is_string(t)
                                                            or pa.types.is_binary(t)):
         return arr.cast(pa.binary())
@@ -538,6 +544,11 @@ def _parse_array_text(s: str, elem: int) -> list[Any]:
             items.append(None if tok.upper() == "NULL" else decode_param(tok.encode(), elem, 0))
             i = j + 1
     return items
+
+
+def parse_array_text(s: str) -> list[str | None]:
+    """A one-dimensional Postgres array literal (`{a,"b c",NULL}`) as strings."""
+    return [None if v is None else str(v) for v in _parse_array_text(s, TEXT)]
 
 
 def decode_param(raw: bytes, oid: int, fmt: int) -> Any:

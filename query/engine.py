@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
+from rstq.query import errors
 from rstq.query import tables as t
 from rstq.query.api import QueryError, TableDef
 from rstq.query.governor import CpuMeter, Governor
@@ -97,24 +98,10 @@ class Limits:
 
 # --- error mapping ---------------------------------------------------------------------------
 
-_STATES = (
-    ("DDL not supported", "25006"), ("DML not supported", "25006"),
-    ("Statement not supported", "25006"),
-    ("not found", "42P01"), ("No field named", "42703"), ("ParserError", "42601"),
-    ("sql parser error", "42601"), ("Invalid function", "42883"),
-    ("Resources exhausted", "53200"), ("No value found for placeholder", "08P01"),
-    ("Error during planning", "42000"), ("Schema error", "42000"),
-)
-
 
 def query_error(e: BaseException) -> QueryError:
-    msg = str(e).strip()
-    for needle, state in _STATES:
-        if needle in msg:
-            if state == "25006":
-                return QueryError(f"read-only: only queries are allowed ({msg})", state)
-            return QueryError(msg, state)
-    return QueryError(msg or type(e).__name__, "XX000")
+    """DataFusion's exception as a QueryError with a readable message (query/errors.py)."""
+    return errors.query_error(e, (td.name for td in t.TABLES))
 
 
 # --- catalog over one snapshot ---------------------------------------------------------------

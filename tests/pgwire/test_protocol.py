@@ -93,9 +93,13 @@ def test_psycopg_with_sslmode_prefer(dsn: str) -> None:
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_unknown_database(server: PgWireServer) -> None:
-    with pytest.raises(psycopg.OperationalError, match='database "nope" does not exist'):
-        psycopg.connect(f"host=127.0.0.1 port={server.port} user=rstq dbname=nope")
+def test_any_database_name_without_credentials(server: PgWireServer) -> None:
+    # psql defaults the database to the OS user's name: with no credentials configured, any
+    # name reaches the one database (an unknown name is refused when credentials are set:
+    # test_unknown_database_with_credentials)
+    with psycopg.connect(f"host=127.0.0.1 port={server.port} user=root dbname=nope") as c:
+        assert c.execute("SELECT current_database(), current_user").fetchone() == \
+            ("rstq", "root")
 
 
 def test_cancel_with_wrong_key_is_ignored(server: PgWireServer, dsn: str) -> None:
@@ -146,6 +150,16 @@ def test_scram_psycopg(pw_server: PgWireServer) -> None:
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(f"host=127.0.0.1 port={pw_server.port} dbname=rstq user=bob "
                         "password='s3cret pw'")
+
+
+def test_unknown_database_with_credentials(pw_server: PgWireServer) -> None:
+    with pytest.raises(psycopg.OperationalError, match='database "nope" does not exist') as e:
+        psycopg.connect(f"host=127.0.0.1 port={pw_server.port} dbname=nope user=alice "
+                        "password='s3cret pw'")
+    assert 'connect to "rstq" or "postgres"' in str(e.value)
+    with psycopg.connect(f"host=127.0.0.1 port={pw_server.port} dbname=postgres user=alice "
+                         "password='s3cret pw'") as c:
+        assert c.execute("SELECT 1").fetchone() == (1,)
 
 
 async def test_scram_asyncpg(pw_server: PgWireServer) -> None:
