@@ -32,6 +32,21 @@ class AttemptOutcome(enum.StrEnum):
     FAIL = "fail"  # the SDK said the failure is terminal for this attempt's error
 
 
+class ServiceTy(enum.StrEnum):
+    """An invocation's service type (as sys_invocation.target_service_ty shows it)."""
+
+    SERVICE = "service"
+    VIRTUAL_OBJECT = "virtual_object"
+    WORKFLOW = "workflow"
+
+
+class HandlerTy(enum.StrEnum):
+    EXCLUSIVE = "exclusive"
+    SHARED = "shared"
+    WORKFLOW = "workflow"
+    NONE = ""  # a plain service's handler
+
+
 class AttachMode(enum.StrEnum):
     """How a waiter wants another invocation's result."""
 
@@ -49,8 +64,8 @@ class Invoke:
     service: str
     handler: str
     key: str
-    service_ty: str  # service | virtual_object | workflow
-    handler_ty: str  # exclusive | shared | workflow ("" for plain services)
+    service_ty: ServiceTy
+    handler_ty: HandlerTy
     input: bytes
     headers: list[tuple[str, str]] = field(default_factory=list)
     idempotency_key: str | None = None

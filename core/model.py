@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from rstq.core.changes import ChangeSet
-from rstq.core.commands import AttachMode
+from rstq.core.commands import AttachMode, HandlerTy, ServiceTy
 
 
 class Status(enum.StrEnum):
@@ -52,8 +52,8 @@ class Invocation:
     service: str
     handler: str
     key: str
-    service_ty: str
-    handler_ty: str
+    service_ty: ServiceTy
+    handler_ty: HandlerTy
     status: Status
     created_at: int
     modified_at: int

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rstq.core import commands as c
 from rstq.core.clock import Clock
+from rstq.core.commands import HandlerTy, ServiceTy
 from rstq.core.discovery import (
     EffectiveSettings,
     HandlerDef,
@@ -28,9 +29,9 @@ from rstq.core.log.api import FsyncPolicy
 from rstq.core.log.local import LocalLog
 
 SERVICE_TY = {
-    ServiceType.SERVICE: "service",
-    ServiceType.VIRTUAL_OBJECT: "virtual_object",
-    ServiceType.WORKFLOW: "workflow",
+    ServiceType.SERVICE: ServiceTy.SERVICE,
+    ServiceType.VIRTUAL_OBJECT: ServiceTy.VIRTUAL_OBJECT,
+    ServiceType.WORKFLOW: ServiceTy.WORKFLOW,
 }
 
 
@@ -61,7 +62,7 @@ class Service:
     definition: ServiceDef
 
     @property
-    def ty(self) -> str:
+    def ty(self) -> ServiceTy:
         return SERVICE_TY[self.definition.ty]
 
     @property
@@ -71,11 +72,11 @@ class Service:
     def handler(self, name: str) -> HandlerDef | None:
         return self.definition.handler(name)
 
-    def handler_ty(self, name: str) -> str:
+    def handler_ty(self, name: str) -> HandlerTy:
         h = self.handler(name)
         if h is None or h.ty is None:
-            return ""
-        return h.ty.value.lower()
+            return HandlerTy.NONE
+        return HandlerTy(h.ty.value.lower())
 
     def settings(self, handler: str) -> EffectiveSettings:
         return effective_settings(self.definition, self.handler(handler))

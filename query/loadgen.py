@@ -45,8 +45,9 @@ class Loader:
         self.n += 1
         inv = str(pids.InvocationId(partition_key_for("Greeter", key),
                                     (self.ts << 64) + self.n))
-        self._apply(inv, c.Invoke(inv, "Greeter", "greet", key, "virtual_object", "exclusive",
-                                  b'"hi"', deployment_id="dp_bench", protocol_version=6))
+        self._apply(inv, c.Invoke(inv, "Greeter", "greet", key, c.ServiceTy.VIRTUAL_OBJECT,
+                                  c.HandlerTy.EXCLUSIVE, b'"hi"', deployment_id="dp_bench",
+                                  protocol_version=6))
         self._apply(inv, _entry(inv, 1, pm.GetEagerStateCommandMessage(
             key=b"count", void=pm.Void())))
         self._apply(inv, _entry(inv, 1, pm.SetStateCommandMessage(
@@ -60,8 +61,9 @@ class Loader:
     def steps(self, runs: int = 2, complete: bool = True) -> str:
         """Steps/run: `runs` ctx.run steps, each with its completion."""
         inv = new_invocation_id("Steps", None, self.ts)
-        self._apply(inv, c.Invoke(inv, "Steps", "run", "", "service", "", b"{}",
-                                  deployment_id="dp_bench", protocol_version=6))
+        self._apply(inv, c.Invoke(inv, "Steps", "run", "", c.ServiceTy.SERVICE,
+                                  c.HandlerTy.NONE, b"{}", deployment_id="dp_bench",
+                                  protocol_version=6))
         for i in range(runs):
             self._apply(inv, _entry(inv, 1, pm.RunCommandMessage(result_completion_id=i + 1,
                                                                  name=f"step-{i}")))
