@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -623,7 +624,9 @@ def make_admin_app(admin: Admin, *, token: str | None,
 
 
 async def start_admin(admin: Admin, bind: str, *, token: str | None,
-                      plugins: Sequence[Plugin] = ()) -> web.AppRunner:
-    runner = await start_runner(make_admin_app(admin, token=token, plugins=plugins), bind)
+                      plugins: Sequence[Plugin] = (),
+                      sock: socket.socket | None = None) -> web.AppRunner:
+    runner = await start_runner(make_admin_app(admin, token=token, plugins=plugins), bind,
+                                sock)
     log.info("admin API listening on %s (port %d)", bind, bound_port(runner))
     return runner
