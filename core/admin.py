@@ -316,8 +316,8 @@ class Admin:
         try:
             manifest = await discover(uri, use_http_11, headers)
         except DiscoveryError as e:
-            # restate 1.7 renders discovery failures with the code twice, as META0003.
-            return meta_error(500, f"[META0003] [META0003] {e}", "META0003")
+            # restate 1.7 renders the code twice ("[META0003] [META0003] ..."); once is enough.
+            return meta_error(500, f"[META0003] {e}", "META0003")
         try:  # checked here: the metadata log must never hold a deployment it cannot apply
             pick_protocol_version(manifest, enable_v7=self.limits.enable_protocol_v7)
         except DiscoveryError as e:
