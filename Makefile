@@ -3,27 +3,43 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= ./rstq-data
-STAMP := $(VENV)/.installed
+# Two installs: `make run` needs the runtime and what the examples need (hypercorn); `make test`
+# (and `make venv`, which CI runs first) adds the test toolchain (`.[test]`: pytest, mypy, the
+# official restate-sdk, the Postgres clients, ...). Each is redone when pyproject.toml changes.
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+STAMP := $(TEST_STAMP)
+PIP := $(PY) -m pip install --disable-pip-version-check
 # The product folders, each importable as rstq.<folder> (pyproject.toml's package-dir).
 PARTS := core query pgwire tracing protocol sdk cli app
 
-.PHONY: run test venv lint typecheck bench clean chaos
+.PHONY: run test venv run-venv lint typecheck bench clean chaos
 
 $(VENV)/bin/python:
+	@echo "==> creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# Reinstall when the dependency pins change.
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(PY) -m pip install -q -e '.[test]'
-	touch $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "==> installing rstq and the examples' dependencies into $(VENV) (the first time takes a minute or two)"
+	$(PIP) -e '.[examples]'
+	@touch $(RUN_STAMP)
+	@echo "==> installed: $(VENV)/bin/rstq"
 
-venv: $(STAMP)
+$(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "==> installing rstq with the test toolchain into $(VENV) (the first time takes a few minutes)"
+	$(PIP) -e '.[test]'
+	@touch $(TEST_STAMP) $(RUN_STAMP)
+	@echo "==> installed: rstq, examples and test dependencies"
 
-run: $(STAMP)
+venv: $(TEST_STAMP)
+
+run-venv: $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(PY) examples/run.py --data-dir $(DATA_DIR)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check $(PARTS) tests bench examples notebooks
 	$(MAKE) typecheck
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from aiohttp import web
+from rstq.core.listen import listen, port_of
 from rstq.core.plugins import BasePlugin
 from rstq.core.server import Server
-from rstq.pgwire.server import PgWireServer
+from rstq.pgwire.server import PgWireServer, parse_bind
 from rstq.pgwire.session import WireConfig
 from rstq.query import http as query_http
 from rstq.query import tables as t
@@ -86,26 +88,35 @@ class PgWirePlugin(BasePlugin):
     """The Postgres wire endpoint over the SQL engine (its own threads)."""
 
     def __init__(self, bind: str, config: WireConfig) -> None:
-        self.bind = bind
+        self.bind_address = bind
         self.config = config
         self._server: Server | None = None
         self._pg: PgWireServer | None = None
+        self._sock: socket.socket | None = None
         self.port: int | None = None
 
     def attach(self, server: Server) -> None:
         self._server = server
 
+    def bind(self) -> None:
+        """Take the port before the server opens its data dir: a port in use fails the start
+        (one line naming `--pgwire`), as the ingress and admin ports do."""
+        host, port = parse_bind(self.bind_address)
+        self._sock = listen(host, port, what="Postgres wire", option="--pgwire")
+        self.port = port_of(self._sock)
+
     async def start(self) -> None:
         assert self._server is not None
-        pg = PgWireServer(query_http.engine_for(self._server), self.bind, config=self.config)
-        try:
-            pg.start()
-        except OSError as e:  # a side endpoint: the runtime stays up without it
-            log.error("Postgres wire endpoint not started on %s: %s", self.bind, e)
-        else:
-            self._pg, self.port = pg, pg.port
+        pg = PgWireServer(query_http.engine_for(self._server), self.bind_address,
+                          config=self.config)
+        sock, self._sock = self._sock, None
+        pg.start(listener=sock)
+        self._pg, self.port = pg, pg.port
 
     async def stop(self) -> None:
+        if self._sock is not None:  # bound, never served (the start failed)
+            self._sock.close()
+            self._sock = None
         if self._pg is not None:
             pg, self._pg = self._pg, None
             await asyncio.to_thread(pg.stop)

@@ -161,11 +161,36 @@ class InvocationDetail:
     lock_holder: str | None
     inbox: list[Row]
     waits: list[Wait]
+    events: list[Row] = dataclasses.field(default_factory=list)  # sys_journal_events, parsed
+
+    @property
+    def last_error(self) -> Row | None:
+        """The newest TransientError event's fields (message, code, stack trace, ...)."""
+        for e in reversed(self.events):
+            if e.get("event_type") == "TransientError":
+                return dict(e.get("event") or {})
+        return None
 
     def to_json(self) -> Row:
         return {"invocation": self.inv, "waiting_for": [w.to_json() for w in self.waits],
                 "journal": self.journal, "timers": self.timers, "children": self.children,
-                "lock_holder": self.lock_holder, "inbox": self.inbox}
+                "lock_holder": self.lock_holder, "inbox": self.inbox, "events": self.events,
+                "stop": [cmd for cmd, _ in stop_commands(self.inv)]}
+
+
+def stop_commands(inv: Row) -> list[tuple[str, str]]:
+    """The commands that stop a live invocation, each with what it does."""
+    status, inv_id = inv.get("status"), inv.get("id")
+    if status == "completed" or status is None:
+        return []
+    out = [(f"rstq inv cancel {inv_id}",
+            "ends it cancelled (the handler may compensate)"),
+           (f"rstq inv kill {inv_id}", "ends it at once, no compensation")]
+    if status in ("running", "ready", "backing-off", "suspended"):
+        out.append((f"rstq inv pause {inv_id}", "no more attempts until `rstq inv resume`"))
+    elif status == "paused":
+        out.append((f"rstq inv resume {inv_id}", "retries it now"))
+    return out
 
 
 JOURNAL_COLUMNS: Final = ("index, entry_type, name, completed, invoked_id, invoked_target, "
@@ -204,7 +229,15 @@ def fetch_detail(src: RowSource, inv_id: str) -> InvocationDetail:
             callee_status[str(r["id"])] = str(r["status"])
     waits = waits_for(inv, journal, lock_holder=lock_holder if lock_holder != inv_id else None,
                       callee_status=callee_status)
-    return InvocationDetail(inv, journal, timers, children, lock_holder, inbox, waits)
+    events = []
+    for e in src.rows("SELECT after_journal_entry_index, appended_at, event_type, event_json "
+                      f"FROM sys_journal_events WHERE id = {q} ORDER BY appended_at"):
+        try:
+            event = json.loads(e.pop("event_json") or "{}")
+        except ValueError:
+            event = {}
+        events.append({**e, "event": event})
+    return InvocationDetail(inv, journal, timers, children, lock_holder, inbox, waits, events)
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -297,6 +330,20 @@ def describe_renderable(d: InvocationDetail, now: dt.datetime) -> RenderableType
         for w in d.waits:
             waits.append(f"  • {wait_line(w, now)}\n", style="magenta")
         parts.append(waits)
+    err_ = d.last_error
+    if err_ and err_.get("error_stacktrace"):
+        trace = Text(f"Stack trace of the last failure ([{err_.get('error_code')}] "
+                     f"{err_.get('error_message')}, as the service sent it):\n", style="bold")
+        trace.append(str(err_["error_stacktrace"]).rstrip() + "\n", style="red")
+        parts.append(trace)
+    stops = stop_commands(inv)
+    if stops:
+        stop = Text("To stop it:\n", style="bold")
+        width = max(len(cmd) for cmd, _ in stops)
+        for cmd, what in stops:
+            stop.append(f"  {cmd.ljust(width)}", style="cyan")
+            stop.append(f"  {what}\n")
+        parts.append(stop)
     parts.append(Text(f"Journal ({len(d.journal)} entries)", style="bold"))
     parts.append(journal_table(d.journal, inv.get("created_at")))
     if d.timers:

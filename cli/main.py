@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 from rstq.cli.trace import requested_tracing, tracing_options
-from rstq.core.log.api import FsyncPolicy
+from rstq.core.datadir import DataDirError
+from rstq.core.listen import BindError
+from rstq.core.log.api import FsyncPolicy, LogCorruption
 
 
 @click.group()
@@ -107,18 +109,25 @@ def server(data_dir: Path, partitions: int | None, fsync: str, store: str,
         click.echo("rstq server stopped cleanly", err=True)
 
     profile_path = os.environ.get("RSTQ_PROFILE")  # benchmarks: cProfile the event loop thread
-    if not profile_path:
-        _run_loop(run(), loop_impl)
-        return
-    import cProfile
-
-    prof = cProfile.Profile()
-    prof.enable()
     try:
-        _run_loop(run(), loop_impl)
-    finally:
-        prof.disable()
-        prof.dump_stats(profile_path)
+        if not profile_path:
+            _run_loop(run(), loop_impl)
+            return
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            _run_loop(run(), loop_impl)
+        finally:
+            prof.disable()
+            prof.dump_stats(profile_path)
+    except (BindError, DataDirError) as e:  # a taken port, a data dir in use: one line
+        raise click.ClickException(str(e)) from None
+    except LogCorruption as e:
+        raise click.ClickException(
+            f"{e}. The server does not start on a damaged log; `rstq doctor --data-dir "
+            f"{data_dir}` tells what is damaged and what a repair would remove") from None
 
 
 def _run_loop(main: Coroutine[Any, Any, None], loop_impl: str) -> None:
@@ -149,6 +158,7 @@ main.add_command(sql)
 main.add_command(trace)
 
 from rstq.cli.deployments import deployments  # noqa: E402
+from rstq.cli.doctor import doctor  # noqa: E402
 from rstq.cli.invocations import invocations  # noqa: E402
 from rstq.cli.services import services  # noqa: E402
 from rstq.cli.state import state  # noqa: E402
@@ -160,6 +170,7 @@ main.add_command(invocations)
 main.add_command(invocations, "inv")
 main.add_command(state)
 main.add_command(top)
+main.add_command(doctor)
 
 if __name__ == "__main__":
     main()

@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -315,8 +316,8 @@ class Admin:
         try:
             manifest = await discover(uri, use_http_11, headers)
         except DiscoveryError as e:
-            # restate 1.7 renders discovery failures with the code twice, as META0003.
-            return meta_error(500, f"[META0003] [META0003] {e}", "META0003")
+            # restate 1.7 renders the code twice ("[META0003] [META0003] ..."); once is enough.
+            return meta_error(500, f"[META0003] {e}", "META0003")
         try:  # checked here: the metadata log must never hold a deployment it cannot apply
             pick_protocol_version(manifest, enable_v7=self.limits.enable_protocol_v7)
         except DiscoveryError as e:
@@ -623,7 +624,9 @@ def make_admin_app(admin: Admin, *, token: str | None,
 
 
 async def start_admin(admin: Admin, bind: str, *, token: str | None,
-                      plugins: Sequence[Plugin] = ()) -> web.AppRunner:
-    runner = await start_runner(make_admin_app(admin, token=token, plugins=plugins), bind)
+                      plugins: Sequence[Plugin] = (),
+                      sock: socket.socket | None = None) -> web.AppRunner:
+    runner = await start_runner(make_admin_app(admin, token=token, plugins=plugins), bind,
+                                sock)
     log.info("admin API listening on %s (port %d)", bind, bound_port(runner))
     return runner

@@ -366,16 +366,72 @@ def _attempt_failed(state: PartitionState, ts: int, cmd: c.AttemptFailed, out: A
     inv.last_failure_command_index = cmd.related_command_index
     inv.last_failure_command_name = cmd.related_command_name
     inv.last_failure_command_type = cmd.related_command_type
-    if cmd.then == c.AttemptOutcome.RETRY:
+    failure = _failure_fields(cmd)
+    _record_transient_error(inv, ts, failure)
+    if cancel_unobserved(inv):
+        # Cancelled, and this attempt failed before the handler reacted to it (no command
+        # after the cancel signal): another attempt would most likely fail the same way
+        # (restate issue #3656), so the cancel takes effect now.
+        _complete(state, inv, ts, None, CANCELLED, out)
+    elif cmd.then == c.AttemptOutcome.RETRY:
         inv.status = BACKING_OFF
         inv.next_retry_at = cmd.retry_at_ms
         _set_timer(state, Timer.at(TimerId(TimerKind.RETRY, inv.invocation_id),
                                    cmd.retry_at_ms, epoch=inv.epoch), out)
     elif cmd.then == c.AttemptOutcome.PAUSE:
         inv.status = PAUSED
+        _add_event(inv, ts, "Paused", {"last_failure": failure})
     else:  # kill | fail: the invocation ends with this failure
         inv.output_stacktrace = cmd.stacktrace
         _complete(state, inv, ts, None, (cmd.code, cmd.message), out)
+
+
+MAX_EVENTS = 20  # journal events kept per invocation (the oldest go first)
+_SAME_FAILURE = ("error_code", "error_message", "related_command_index",
+                 "related_command_name", "related_command_type")
+
+
+def _failure_fields(cmd: c.AttemptFailed) -> dict[str, object]:
+    """The failure as Restate's TransientErrorEvent names its fields (absent when unset)."""
+    fields: dict[str, object] = {"error_code": cmd.code, "error_message": cmd.message}
+    if cmd.stacktrace:
+        fields["error_stacktrace"] = cmd.stacktrace
+    if cmd.doc_code:
+        fields["restate_doc_error_code"] = cmd.doc_code
+    if cmd.related_command_index is not None:
+        fields["related_command_index"] = cmd.related_command_index
+    if cmd.related_command_name:
+        fields["related_command_name"] = cmd.related_command_name
+    if cmd.related_command_type is not None:
+        fields["related_command_type"] = cmd.related_command_type
+    return fields
+
+
+def _record_transient_error(inv: Invocation, ts: int, fields: dict[str, object]) -> None:
+    """A TransientError event, unless it repeats the last one (as Restate's invoker does)."""
+    last = next((e for e in reversed(inv.events) if e[2] == "TransientError"), None)
+    if last is not None and all(last[3].get(k) == fields.get(k) for k in _SAME_FAILURE):
+        return
+    _add_event(inv, ts, "TransientError", fields)
+
+
+def _add_event(inv: Invocation, ts: int, event_type: str, fields: dict[str, object]) -> None:
+    inv.events.append((ts, len(inv.journal) - 1, event_type, fields))
+    if len(inv.events) > MAX_EVENTS:
+        del inv.events[0]
+
+
+def cancel_unobserved(inv: Invocation) -> bool:
+    """Whether `inv` was cancelled and its journal has no command after the cancel signal:
+    the handler has not reacted to the cancellation (no compensation has started)."""
+    if j.CANCEL_SIGNAL not in inv.signals_seen:
+        return False
+    for entry in reversed(inv.journal):
+        if not j.is_notification(entry.entry_type):
+            return False  # a command after the signal: the handler is reacting to it
+        if j.notification_ids(entry.entry_type, entry.raw)[1] == j.CANCEL_SIGNAL:
+            return True
+    return False
 
 
 def _append_entry(state: PartitionState, ts: int, cmd: c.AppendEntry, out: Actions) -> None:
@@ -595,16 +651,27 @@ def _notify(
 
 
 def _cancel(state: PartitionState, ts: int, inv_id: str, out: Actions) -> None:
+    """Cancel takes effect at once, whatever the invocation is doing (restate issue #3656):
+
+    - scheduled or inboxed (never started): it ends now, cancelled;
+    - backing off or paused with nothing but its input in the journal (nothing it did could
+      need compensating): it ends now, cancelled, without another attempt;
+    - otherwise the cancel signal is appended and an attempt runs now (a suspended, backing-off
+      or paused one is started at once, a running one gets the signal), so the handler sees the
+      cancellation and can compensate; if that attempt fails before the handler reacts (no
+      command after the signal), the invocation ends cancelled instead of retrying
+      (`_attempt_failed`)."""
     inv = _inv(state, inv_id)
     if inv is None or inv.status == COMPLETED:
         out.append(a.Rejected(inv_id, "no live invocation to cancel"))
         return
-    if inv.status in (SCHEDULED, INBOXED):
+    if inv.status in (SCHEDULED, INBOXED) or (
+            inv.status in (BACKING_OFF, PAUSED) and inv.journal_commands <= 1):
         _complete(state, inv, ts, None, CANCELLED, out)
         return
     t, raw = j.cancel_signal()
     _notify(state, inv, ts, t, raw, out)
-    if inv.status in (BACKING_OFF, PAUSED):
+    if inv.status in (BACKING_OFF, PAUSED, SUSPENDED):  # _notify may have resumed it already
         _drop_timers(state, inv.invocation_id, kinds=(TimerKind.RETRY,))
         _start_attempt(inv, ts, out)
 

@@ -146,6 +146,7 @@ class AttemptFailed:
     # What follows the failure, decided by the proposer from the retry policy:
     then: AttemptOutcome = AttemptOutcome.RETRY
     retry_at_ms: int = 0
+    doc_code: str = ""  # Restate's error doc code ("RT0007": the service sent the error)
 
 
 @dataclass(frozen=True, slots=True)

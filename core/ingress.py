@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -338,8 +339,16 @@ def _check_rule(rule: _Rule, content_type: str | None, body: bytes) -> str | Non
         got_t, slash, got_st = got.partition("/")
         if not slash or got_t != want_t or (want_st != "*" and got_st != want_st):
             return f"Content-type '{content_type}' does not match '{rule.content_type}'"
-    if rule.kind == "json" and not body:
-        return "Empty body not allowed"
+    if rule.kind == "json":
+        if not body:
+            return "Empty body not allowed"
+        # Not in restate 1.7 (which hands the bytes to the SDK, whose parse error becomes a 500
+        # from the invocation): a body that is not JSON is the caller's error, answered 400
+        # here with the parser's message, before any invocation exists.
+        try:
+            json.loads(body)
+        except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+            return f"the body is not valid JSON: {e}"
     return None
 
 
@@ -839,8 +848,10 @@ def parse_bind(bind: str) -> tuple[str, int]:
 MAX_HEAD_BYTES = 400 * 1024
 
 
-async def start_runner(app: web.Application, bind: str) -> web.AppRunner:
-    """Serve `app` on `bind`; the bound port is `bound_port(runner)`."""
+async def start_runner(app: web.Application, bind: str,
+                       sock: socket.socket | None = None) -> web.AppRunner:
+    """Serve `app` on `bind` (or on `sock`, already bound to it: `rstq.core.listen`); the
+    bound port is `bound_port(runner)`."""
     host, port = parse_bind(bind)
     # Short shutdown grace: attach requests may wait for hours, a stopping server must not.
     # Request heads up to hyper's buffer (~400 KiB, as restate-server accepts), not aiohttp's
@@ -848,7 +859,8 @@ async def start_runner(app: web.Application, bind: str) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0,
                            max_line_size=MAX_HEAD_BYTES, max_field_size=MAX_HEAD_BYTES)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site: web.BaseSite = (web.SockSite(runner, sock) if sock is not None
+                          else web.TCPSite(runner, host, port))
     await site.start()
     return runner
 
@@ -857,7 +869,8 @@ def bound_port(runner: web.AppRunner) -> int:
     return int(runner.addresses[0][1])
 
 
-async def start_ingress(ingress: Ingress, bind: str) -> web.AppRunner:
-    runner = await start_runner(make_ingress_app(ingress), bind)
+async def start_ingress(ingress: Ingress, bind: str,
+                        sock: socket.socket | None = None) -> web.AppRunner:
+    runner = await start_runner(make_ingress_app(ingress), bind, sock)
     log.info("ingress listening on %s (port %d)", bind, bound_port(runner))
     return runner

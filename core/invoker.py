@@ -26,6 +26,7 @@ from urllib.parse import quote
 from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core import journal as j
+from rstq.core.apply import cancel_unobserved
 from rstq.core.clock import Clock
 from rstq.core.discovery import EffectiveSettings, OnMaxAttempts, effective_settings
 from rstq.core.ids import idempotent_invocation_id, new_invocation_id, workflow_invocation_id
@@ -60,8 +61,9 @@ class AttemptError(Exception):
 
     def __init__(self, code: int, message: str, *, related: tuple[int, str, int] | None = None,
                  next_retry_delay: int | None = None, behavior: int = 0,
-                 stacktrace: str = "") -> None:
+                 stacktrace: str = "", doc_code: str = "") -> None:
         super().__init__(message)
+        self.doc_code = doc_code  # Restate's error doc code (RT0007: the service's own error)
         self.code = code
         self.message = message
         self.related = related
@@ -394,6 +396,7 @@ class Invoker:
             return True
         if isinstance(msg, pm.ErrorMessage):
             raise AttemptError(msg.code, msg.message, stacktrace=msg.stacktrace,
+                               doc_code="RT0007",
                                related=(msg.related_command_index or 0,
                                         msg.related_command_name or "",
                                         msg.related_command_type or 0)
@@ -484,15 +487,41 @@ class Invoker:
                     delay = min(delay, policy.max_interval_ms)
             retry_at = now + delay
         related = err.related
-        log.info("attempt %d of %s failed (%d %s): %s", att.epoch, att.invocation_id, err.code,
-                 then, err.message)
+        _log_failure(att, inv, err, then, retry_at - now)
         cmd = c.AttemptFailed(
-            att.invocation_id, att.epoch, err.code, err.message, err.stacktrace[:4000],
+            att.invocation_id, att.epoch, err.code, err.message, err.stacktrace[:MAX_STACKTRACE],
             related[0] if related else None, related[1] if related else None,
-            related[2] if related else None, then=then, retry_at_ms=retry_at)
+            related[2] if related else None, then=then, retry_at_ms=retry_at,
+            doc_code=err.doc_code)
         pending: list[asyncio.Future[list[a.Action]]] = []
         self._propose(att, proc, cmd, pending)
         await self._settle(pending)
+
+
+MAX_STACKTRACE = 8000  # characters of a failure's stack trace kept (the head: the SDK's frames)
+
+
+def _log_failure(att: _Attempt, inv: Invocation, err: AttemptError, then: c.AttemptOutcome,
+                 delay_ms: int) -> None:
+    """One WARNING line per failed attempt, naming the invocation and its target, what happens
+    next and how to stop it; the stack trace as the SDK sent it follows when the failure is not
+    the same as the previous one (a handler failing the same way 70 times logs it once)."""
+    if cancel_unobserved(inv):
+        nxt = "cancelled (it failed before reacting to its cancellation)"
+    elif then == c.AttemptOutcome.RETRY:
+        nxt = (f"retrying in {delay_ms / 1000:.1f}s; stop it with `rstq inv cancel "
+               f"{att.invocation_id}` (or kill, pause)")
+    elif then == c.AttemptOutcome.PAUSE:
+        nxt = f"paused; `rstq inv resume {att.invocation_id}` retries it"
+    else:
+        nxt = "no retries left: the invocation fails with this error"
+    same = (inv.last_failure == err.message and inv.last_failure_code == err.code
+            and inv.total_retries > 0)
+    trace = ""
+    if err.stacktrace and not same:
+        trace = "\n  " + err.stacktrace.rstrip().replace("\n", "\n  ")
+    log.warning("attempt %d of %s (%s) failed: [%d] %s; %s%s", att.epoch, att.invocation_id,
+                inv.target, err.code, err.message, nxt, trace)
 
 
 def _future_json(f: pm.Future) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from rstq.core.changes import ChangeSet
 from rstq.core.commands import AttachMode, HandlerTy, ServiceTy
@@ -100,6 +101,10 @@ class Invocation:
     output_value: bytes | None = None
     output_failure: tuple[int, str] | None = None
     output_stacktrace: str = ""  # when the retry policy ended it with the last error
+    # Journal events (sys_journal_events), oldest first, at most MAX_EVENTS: (appended at,
+    # index of the entry they follow, "TransientError" | "Paused", fields as Restate names
+    # them). A failure equal to the previous one (code, message, related command) adds none.
+    events: list[tuple[int, int, str, dict[str, Any]]] = field(default_factory=list)
     sleep_timers: list[int] = field(default_factory=list)  # completion ids with a sleep timer
     # Invocations waiting on this one's result: (invocation id, completion id, how).
     attached: list[tuple[str, int, AttachMode]] = field(default_factory=list)

@@ -19,10 +19,15 @@ if TYPE_CHECKING:
 class Plugin(Protocol):
     """A part the server starts and stops with itself. Hooks are called in this order:
 
+    `bind` (first, before the data dir is opened: take listening sockets here, so that a port
+    in use fails the start before any data is touched; raise `rstq.core.listen.BindError`),
     `attach` (partitions recovered, not yet running: set observers here), `admin_routes` (while
     the admin app is built), `start` (every partition and HTTP listener is up), then at shutdown
     `stop` (first: before the listeners close) and `close` (last: after the logs are closed).
+    When the start fails after `bind`, `stop` is called to release what `bind` took.
     """
+
+    def bind(self) -> None: ...
 
     def attach(self, server: Server) -> None: ...
 
@@ -37,6 +42,9 @@ class Plugin(Protocol):
 
 class BasePlugin:
     """No-op hooks, so a plugin defines only the ones it needs."""
+
+    def bind(self) -> None:
+        pass
 
     def attach(self, server: Server) -> None:
         pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core.admin import Admin, admin_token, start_admin
 from rstq.core.clock import Clock, SystemClock
-from rstq.core.datadir import DataDir
+from rstq.core.datadir import DataDir, DataDirLock
 from rstq.core.ids import partition_key_of
 from rstq.core.ingress import Ingress, bound_port, start_ingress
 from rstq.core.log.api import FsyncPolicy
@@ -95,6 +96,9 @@ class Server:
         self._runners: list[web.AppRunner] = []
         self.ingress_port: int | None = None
         self.admin_port: int | None = None
+        self._socks: dict[str, socket.socket] = {}  # bound first in start(), served later
+        self._lock: DataDirLock | None = None  # the data dir's lock, held while running
+        self._redo: list[list[a.Action]] = []  # recovery's re-drive actions, until started
 
     @property
     def partitions(self) -> int:
@@ -103,23 +107,24 @@ class Server:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.datadir = DataDir.open(self.config.data_dir, self.config.partitions)
-        n = self.datadir.partitions
-        self.meta = await MetaStore.open(self.datadir.meta_log_dir, self.clock, self.config.fsync,
-                                         enable_v7=self.config.enable_protocol_v7)
-        cfg = ProcessorConfig(snapshot_every=self.config.snapshot_every,
-                              store=self.config.store,
-                              store_cache_bytes=self.config.store_cache_bytes)
-        redo: list[list[a.Action]] = []
-        for i in range(n):
-            lg = await LocalLog.open(self.datadir.partition_log_dir(i), fsync=self.config.fsync)
-            proc = PartitionProcessor(i, n, self.datadir.partition_dir(i), lg, self.clock,
-                                      sink=self, config=cfg)
-            redo.append(proc.recover())
-            self.processors.append(proc)
+        """Bind every listener, lock the data dir, recover the partitions, then serve.
+
+        In that order, so that a taken port or a data dir used by another server fails at once
+        (`BindError`, `DataDirLocked`: one line each) and without touching any data."""
+        self._bind_listeners()
+        try:
+            for plugin in self.plugins:
+                plugin.bind()
+            self._lock = DataDirLock.acquire(self.config.data_dir)
+            await self._open_data()
+        except BaseException:
+            await self._abort_start()
+            raise
         from rstq.core.invoker import Invoker
         from rstq.core.transport_http import HttpTransport
 
+        n = self.partitions
+        assert self.meta is not None
         self.invoker = Invoker(partitions=self, meta=self.meta, clock=self.clock,
                                limits=self.limits, transport=self._transport or HttpTransport())
         self.attempt_handler = self.invoker.handle
@@ -127,14 +132,76 @@ class Server:
             plugin.attach(self)
         for proc in self.processors:
             proc.start()
-        for proc, actions in zip(self.processors, redo, strict=False):
+        for proc, actions in zip(self.processors, self._redo, strict=False):
             proc.redrive(actions)
+        self._redo = []
         await self._start_listeners()
         for plugin in self.plugins:
             await plugin.start()
         self._started = True
+        assert self.datadir is not None
         log.info("rstq started: %d partitions in %s (fsync=%s)", n, self.datadir.root,
                  self.config.fsync.value)
+
+    def _bind_listeners(self) -> None:
+        from rstq.core.ingress import parse_bind
+        from rstq.core.listen import listen
+
+        self._socks = {}
+        try:
+            for name, bind, option in (("ingress", self.config.ingress_bind, "--ingress"),
+                                       ("admin", self.config.admin_bind, "--admin")):
+                if bind is not None:
+                    host, port = parse_bind(bind)
+                    self._socks[name] = listen(host, port, what=name, option=option)
+        except BaseException:
+            self._close_sockets()
+            raise
+
+    def _close_sockets(self) -> None:
+        socks, self._socks = self._socks, {}
+        for sock in socks.values():
+            sock.close()
+
+    async def _open_data(self) -> None:
+        self.datadir = DataDir.open(self.config.data_dir, self.config.partitions)
+        n = self.datadir.partitions
+        self.meta = await MetaStore.open(self.datadir.meta_log_dir, self.clock, self.config.fsync,
+                                         enable_v7=self.config.enable_protocol_v7)
+        cfg = ProcessorConfig(snapshot_every=self.config.snapshot_every,
+                              store=self.config.store,
+                              store_cache_bytes=self.config.store_cache_bytes)
+        self._redo = []
+        for i in range(n):
+            lg = await LocalLog.open(self.datadir.partition_log_dir(i), fsync=self.config.fsync)
+            proc = PartitionProcessor(i, n, self.datadir.partition_dir(i), lg, self.clock,
+                                      sink=self, config=cfg)
+            self.processors.append(proc)  # before recover: closed with the others on failure
+            self._redo.append(proc.recover())
+
+    async def _abort_start(self) -> None:
+        """Undo a start that failed part-way: close what was opened, release the lock."""
+        for plugin in self.plugins:
+            try:
+                await plugin.stop()
+            except Exception:
+                log.exception("plugin %s did not stop", type(plugin).__name__)
+        self._close_sockets()
+        for proc in self.processors:
+            try:
+                await proc.close(snapshot=False)
+            except Exception:
+                log.exception("partition %d did not close", proc.partition_id)
+        self.processors = []
+        if self.meta is not None:
+            await self.meta.close()
+            self.meta = None
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     async def stop(self) -> None:
         """Clean shutdown: stop shuffling, drain and snapshot each partition, fsync, close."""
@@ -164,6 +231,8 @@ class Server:
                 if not f.done():
                     f.set_exception(Refused("server stopped"))
         self._waiters.clear()
+        self._close_sockets()
+        self._release_lock()  # last: every log is closed
         self._started = False
 
     async def _start_listeners(self) -> None:
@@ -174,7 +243,8 @@ class Server:
         if self.config.ingress_bind is not None:
             ingress = Ingress(partitions=self, meta=meta, waiters=self, clock=self.clock,
                               limits=self.limits, trace_source=self.trace_source)
-            runner = await start_ingress(ingress, self.config.ingress_bind)
+            runner = await start_ingress(ingress, self.config.ingress_bind,
+                                         self._socks.pop("ingress", None))
             self._runners.append(runner)
             self.ingress_port = bound_port(runner)
         if self.config.admin_bind is not None:
@@ -182,7 +252,8 @@ class Server:
                           ingress_port=self.ingress_port)
             runner = await start_admin(admin, self.config.admin_bind,
                                        token=admin_token(self.config.extra),
-                                       plugins=self.plugins)
+                                       plugins=self.plugins,
+                                       sock=self._socks.pop("admin", None))
             self._runners.append(runner)
             self.admin_port = bound_port(runner)
 

@@ -255,6 +255,10 @@ def register(admin_url: str, uri: str, *, use_http_11: bool, timeout: float,
         permanent = 400 <= status < 500 and status not in (404, 408, 409, 429)
         if permanent or time.monotonic() > deadline or stop.is_set():
             text = data.decode("utf-8", "replace")[:2000]
+            try:  # the admin API's error body: {"message": ..., "restate_code": ...}
+                text = str(json.loads(text).get("message") or text)
+            except (ValueError, AttributeError):
+                pass
             raise LaunchError(f"registering {uri} at {admin_url} failed: HTTP {status} {text}")
         stop.wait(delay)
         delay = min(delay * 2, 0.5)

@@ -87,17 +87,22 @@ class PgWireServer:
             return int(self._listener.getsockname()[1])
         return self._port
 
-    def start(self) -> None:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        s = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((self.host, self._port))
-            s.listen(128)
-        except OSError:
-            s.close()
-            self._executor.shutdown(wait=False)
-            raise
+    def start(self, listener: socket.socket | None = None) -> None:
+        """Bind and serve; `listener`: an already bound, listening socket to serve instead."""
+        if listener is not None:
+            s = listener
+            s.setblocking(True)
+        else:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            s = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind((self.host, self._port))
+                s.listen(128)
+            except OSError:
+                s.close()
+                self._executor.shutdown(wait=False)
+                raise
         self._listener = s
         self._accept_thread = threading.Thread(target=self._accept_loop, name="pgwire-accept",
                                                daemon=True)

@@ -16,7 +16,7 @@ import pyarrow as pa
 from rstq.core.model import PartitionState
 from rstq.query import tables as t
 from rstq.query.governor import CpuMeter
-from rstq.query.tables import STORES, sys_deployment, sys_journal_events, sys_partition, sys_service
+from rstq.query.tables import STORES, sys_deployment, sys_partition, sys_service
 from rstq.query.tables.base import RowContext
 from rstq.query.views import PartitionViews, Snapshot
 
@@ -109,7 +109,6 @@ class Materializer:
         self.generation += 1
         small = dict(self._schema_tables)
         small[t.SYS_PARTITION.name] = sys_partition.batch(parts, [v.version for v in views])
-        small[t.SYS_JOURNAL_EVENTS.name] = sys_journal_events.batch()
         all_stores = {s.name: tuple(pv.lanes[s.name].nodes for pv in views) for s in STORES}
         self._snapshot = Snapshot(self.generation, all_stores, small)
         return self._snapshot

@@ -346,6 +346,85 @@ def test_cancel_inboxed_scheduled_and_running_invocations() -> None:
     assert note.idx == 1 and note.void is not None
 
 
+def test_cancel_of_a_backing_off_invocation_with_only_its_input_ends_it_at_once() -> None:
+    """restate issue #3656: no further attempt (it would fail before seeing the cancel)."""
+    s = Sim()
+    i = new_id()
+    s(invoke(i))
+    s(c.AttemptFailed(i, 1, 500, "boom", then="retry", retry_at_ms=T0 + 10**6))
+    assert s.inv(i).status == BACKING_OFF and f"retry:{i}" in s.state.timers
+    acts = s(c.Cancel(i))
+    assert a.InvocationCompleted(i, None, (409, "cancelled")) in acts
+    assert not any(isinstance(x, a.StartAttempt) for x in acts)
+    assert s.inv(i).status == COMPLETED and f"retry:{i}" not in s.state.timers
+
+
+def test_cancel_of_a_paused_invocation_with_only_its_input_ends_it_at_once() -> None:
+    s = Sim()
+    i = new_id()
+    s(invoke(i))
+    s(c.AttemptFailed(i, 1, 500, "boom", then="pause"))
+    assert s.inv(i).status == PAUSED
+    assert a.InvocationCompleted(i, None, (409, "cancelled")) in s(c.Cancel(i))
+
+
+def test_cancel_with_progress_gives_one_attempt_to_compensate() -> None:
+    """Commands in the journal: an attempt starts at once with the cancel signal; failing
+    before reacting (no command after the signal) ends it cancelled, no more retries."""
+    s = Sim()
+    i = new_id()
+    s(invoke(i))
+    s(run_cmd(i, 1, 1))
+    s(c.AttemptFailed(i, 1, 500, "boom", then="retry", retry_at_ms=T0 + 10**6))
+    assert s(c.Cancel(i)) == [a.StartAttempt(i, 2)]  # now, not at the retry time
+    assert f"retry:{i}" not in s.state.timers
+    acts = s(c.AttemptFailed(i, 2, 500, "boom", then="retry", retry_at_ms=T0 + 10**6))
+    assert a.InvocationCompleted(i, None, (409, "cancelled")) in acts
+    assert f"retry:{i}" not in s.state.timers
+
+
+def test_a_handler_reacting_to_cancel_keeps_its_retries() -> None:
+    """A command after the signal (compensation started): a failure retries as usual."""
+    s = Sim()
+    i = new_id()
+    s(invoke(i))
+    s(run_cmd(i, 1, 1))
+    s(c.Cancel(i))  # running: the signal goes to the attempt
+    s(run_cmd(i, 1, 2))  # compensation step
+    s(c.AttemptFailed(i, 1, 500, "compensation failed", then="retry", retry_at_ms=T0 + 5))
+    assert s.inv(i).status == BACKING_OFF
+
+
+def test_cancel_of_a_suspended_invocation_resumes_it_at_once() -> None:
+    s = Sim()
+    i = new_id()
+    s(invoke(i))
+    s(sleep(i, 1, 1, T0 + 10**9))
+    s(c.Suspend(i, 1, [1]))  # waits for the sleep only, not for the cancel signal
+    assert s(c.Cancel(i)) == [a.StartAttempt(i, 2)]
+
+
+def test_transient_errors_are_journal_events_without_repeats() -> None:
+    s = Sim()
+    i = new_id()
+    s(invoke(i))
+    s(c.AttemptFailed(i, 1, 500, "boom", "Traceback...\nValueError: boom", then="retry",
+                      retry_at_ms=T0 + 1, doc_code="RT0007"))
+    s(c.TimerFired(f"retry:{i}"))
+    s(c.AttemptFailed(i, 2, 500, "boom", "Traceback (again)", then="retry", retry_at_ms=T0 + 2))
+    s(c.TimerFired(f"retry:{i}"))
+    s(c.AttemptFailed(i, 3, 500, "other", then="pause", related_command_index=0,
+                      related_command_type=j.INPUT))
+    evs = s.inv(i).events
+    assert [(e[1], e[2]) for e in evs] == [(0, "TransientError"), (0, "TransientError"),
+                                           (0, "Paused")]
+    assert evs[0][3] == {"error_code": 500, "error_message": "boom",
+                         "error_stacktrace": "Traceback...\nValueError: boom",
+                         "restate_doc_error_code": "RT0007"}
+    assert evs[1][3]["error_message"] == "other" and evs[1][3]["related_command_index"] == 0
+    assert evs[2][3] == {"last_failure": evs[1][3]}
+
+
 def test_send_signal_cancel_cancels_the_target() -> None:
     s = Sim()
     parent, child = new_id(0), new_id(1)

@@ -116,6 +116,10 @@ def test_input_rules() -> None:
         ("text/plain", b"1", "Content-type 'text/plain' does not match 'application/json'"),
         (None, b"1", "Empty content-type"),
         ("application/json", b"", "Empty body not allowed"),
+        ("application/json", b"{bad", "the body is not valid JSON: Expecting property name "
+                                      "enclosed in double quotes: line 1 column 2 (char 1)"),
+        ("application/json", b"\xff", "the body is not valid JSON: 'utf-8' codec can't decode "
+                                      "byte 0xff in position 0: invalid start byte"),
     ]:
         with pytest.raises(ig.IngressError) as e:
             ig.validate_input(json_in, ctype, body)

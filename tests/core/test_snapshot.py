@@ -31,3 +31,20 @@ def test_snapshot_file_roundtrip_with_high_partition_keys(tmp_path: Path) -> Non
 
 def test_no_snapshot_means_none(tmp_path: Path) -> None:
     assert load_latest(tmp_path) is None
+
+
+def test_journal_events_roundtrip(tmp_path: Path) -> None:
+    state = PartitionState(0, 1)
+    i = inv_id_on(0, 1, "Svc", None, 1)
+    cmds: list[c.Command] = [
+        invoke(i),
+        c.AttemptFailed(i, 1, 500, "boom", "Traceback\nValueError: boom", 0, "x", 1024,
+                        then=c.AttemptOutcome.PAUSE, doc_code="RT0007"),
+    ]
+    for lsn, cmd in enumerate(cmds, start=1):
+        apply(state, c.Envelope(T0 + lsn, cmd), lsn)
+    assert len(state.invocations[i].events) == 2
+    write_snapshot(tmp_path, state)
+    loaded = load_latest(tmp_path)
+    assert loaded is not None
+    assert loaded.invocations[i].events == state.invocations[i].events

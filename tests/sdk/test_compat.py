@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.compat.test_reference_server import assert_same
+from tests.compat.test_reference_server import assert_same, expectation
 from tests.support.harness.fixtures import CompatEnv
 from tests.support.harness.scenarios import SCENARIOS, Harness, run_scenario
 
@@ -28,5 +28,6 @@ async def test_scenario(sdk_compat_env: CompatEnv, scenario: str) -> None:
     async with Harness.new_client() as client:
         h = Harness(client, sdk_compat_env.ingress_url, sdk_compat_env.admin_url, namespace)
         observed: dict[str, Any] = await run_scenario(scenario, h)
-    assert_same(scenario, EXPECTED[scenario], observed,
+    assert_same(scenario, expectation(sdk_compat_env.server_name, scenario, EXPECTED[scenario]),
+                observed,
                 f"rstq.sdk on {sdk_compat_env.id} differs from expected.json")

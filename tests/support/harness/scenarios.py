@@ -513,8 +513,11 @@ async def scenario_malformed_input(h: Harness) -> dict[str, Any]:
     }
     r = await h.ingress("POST", "/Greeter/greet/send", content=b"{not json", headers=j)
     o["malformed_json_send"] = h.obs(r)
+    # restate accepts the send (the SDK fails the invocation); rstq refuses it with a 400
+    # (tests/compat/test_reference_server.py: DEVIATIONS), so there is nothing to attach to.
     o["malformed_json_send_attach"] = h.obs(await h.ingress(
-        "GET", f"/restate/invocation/{invocation_id(r)}/attach"))
+        "GET", f"/restate/invocation/{invocation_id(r)}/attach")) if r.status_code == 202 \
+        else None
     o["state_untouched"] = h.obs(await h.ingress("GET", f"/Counter/{h.key('m')}/get"))
     return o
 
