@@ -40,9 +40,9 @@ REOPEN_EVERY_S = 5.0
 
 
 class Persistence(Protocol):
-    def recover(self, partition_id: int, partitions: int) -> PartitionState:
-        """The persisted state (a fresh one if none); the processor replays the log after
-        its applied LSN, then calls `replayed`."""
+    def recover(self, partition_id: int, partitions: int, log_end: int) -> PartitionState:
+        """The persisted state (a fresh one if none) at an LSN <= `log_end` (the log's last
+        record); the processor replays the log after its applied LSN, then `replayed`."""
 
     def replayed(self, state: PartitionState) -> None: ...
 
@@ -69,7 +69,7 @@ class SnapshotPersistence:
         self.directory = directory
         self.snapshot_every = snapshot_every
 
-    def recover(self, partition_id: int, partitions: int) -> PartitionState:
+    def recover(self, partition_id: int, partitions: int, log_end: int = 0) -> PartitionState:
         snap = load_latest(self.directory)
         if snap is None:
             return PartitionState(partition_id, partitions)
@@ -129,10 +129,13 @@ class StorePersistence:
     def checkpoints_dir(self) -> Path:
         return self.directory / "checkpoints"
 
-    def recover(self, partition_id: int, partitions: int) -> PartitionState:
+    def recover(self, partition_id: int, partitions: int, log_end: int) -> PartitionState:
         self.directory.mkdir(parents=True, exist_ok=True)
         store = self._open_live()
         lsn = stored.applied_lsn(store)
+        if lsn is not None and lsn > log_end:
+            store = self._behind_the_log(store, lsn, log_end)
+            lsn = stored.applied_lsn(store)
         if lsn is None:  # a new store: a fresh partition, or one written with snapshots
             state = SnapshotPersistence(self.directory).recover(partition_id, partitions)
             migrated = state.applied_lsn > 0
@@ -175,6 +178,30 @@ class StorePersistence:
             return store
         raise StoreError(f"partition store {self.store_dir} does not open ({failed}) and no "
                          f"checkpoint does (it was moved to {aside})")
+
+    def _behind_the_log(self, store: PartitionStore, lsn: int, log_end: int) -> PartitionStore:
+        """The store is ahead of the log (its tail was cut: `rstq doctor --repair`, a machine
+        crash with `--fsync none`). The log is the ground truth: start again from the newest
+        checkpoint at or below its end, or from nothing when the log still starts at 1."""
+        store.close()
+        aside = self.store_dir.with_name(f"store.ahead-{int(time.time())}")
+        self.store_dir.rename(aside)
+        for cp in reversed(self._checkpoints()):
+            if int(cp.name) > log_end:
+                shutil.rmtree(cp, ignore_errors=True)  # from beyond the log: useless now
+                continue
+            shutil.copytree(cp, self.store_dir)
+            try:
+                restored = open_store(self.store_dir, self.engine, cache_bytes=self.cache_bytes)
+            except StoreError:
+                shutil.rmtree(self.store_dir, ignore_errors=True)
+                continue
+            log.warning("partition store at lsn %d is ahead of the log (ends at %d): moved to "
+                        "%s, restarting from checkpoint %s", lsn, log_end, aside, cp.name)
+            return restored
+        log.warning("partition store at lsn %d is ahead of the log (ends at %d): moved to %s, "
+                    "rebuilt from the log", lsn, log_end, aside)
+        return open_store(self.store_dir, self.engine, cache_bytes=self.cache_bytes)
 
     def replayed(self, state: PartitionState) -> None:
         self.applied(state)

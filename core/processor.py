@@ -129,7 +129,8 @@ class PartitionProcessor:
         """Load the newest snapshot and replay the log tail. Returns the actions that re-drive
         live work (attempts to restart, outbox messages to resend)."""
         self._recovered = True
-        self.state = self.persistence.recover(self.partition_id, self.partitions)
+        self.state = self.persistence.recover(self.partition_id, self.partitions,
+                                              self.log.durable_lsn)
         self.stats.snapshot_lsn = self.state.applied_lsn
         if self.log.first_lsn > self.state.applied_lsn + 1:  # never replay across a gap
             raise RuntimeError(f"partition {self.partition_id}: the log starts at "

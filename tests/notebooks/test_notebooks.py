@@ -57,3 +57,17 @@ def test_notebook_runs(path: Path, env: ExampleEnv, monkeypatch: pytest.MonkeyPa
         # the stuck ones and the failure were found, the awakeable id was resolved
         assert env.ids["sleeping"] in text and env.ids["failed"] in text
         assert "awakeable" in text and "sign_1" in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_on_a_server_without_traffic(path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   tmp_path: Path) -> None:
+    """A new user's first server: nothing invoked yet. Every cell still runs."""
+    with example_env(traffic=False) as env:
+        monkeypatch.setenv("RSTQ_ADMIN_URL", env.server.admin_url)
+        monkeypatch.setenv("RSTQ_PG_PORT", str(env.server.pgwire_port))
+        monkeypatch.delenv("RSTQ_ADMIN_TOKEN", raising=False)
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()

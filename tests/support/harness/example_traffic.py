@@ -95,10 +95,11 @@ def make_traffic(env: ExampleEnv) -> None:
 
 
 @contextmanager
-def example_env(partitions: int = 4) -> Iterator[ExampleEnv]:
+def example_env(partitions: int = 4, traffic: bool = True) -> Iterator[ExampleEnv]:
     with RstqServer(partitions=partitions, fsync="none") as srv, \
             HypercornProcess("examples.app:app") as hc:
         reg = srv.register(hc.url, use_http_11=True)
         env = ExampleEnv(srv, hc, str(reg["id"]), {})
-        make_traffic(env)
+        if traffic:
+            make_traffic(env)
         yield env
