@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import types
 import typing
 from collections.abc import Callable, Collection
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import msgpack
 
 FORMAT = 1
+_FORMAT = bytes([FORMAT])
 T = TypeVar("T")
 Convert = Callable[[Any], Any]
 
@@ -50,6 +52,7 @@ class _Spec:
     def __init__(self, cls: type[Any], skip: Collection[str]) -> None:
         hints = typing.get_type_hints(cls)
         self.names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+        self.get = operator.attrgetter(*self.names)  # the fields as a tuple, in C
         self.converts = [(i, c) for i, n in enumerate(self.names)
                          if (c := _converter(hints[n])) is not None]
 
@@ -73,8 +76,7 @@ def _default(v: Any) -> Any:
 
 def encode(obj: Any, skip: Collection[str] = ()) -> bytes:
     spec = _spec(type(obj), skip)
-    return bytes([FORMAT]) + msgpack.packb([getattr(obj, n) for n in spec.names],
-                                           use_bin_type=True, default=_default)
+    return _FORMAT + msgpack.packb(spec.get(obj), use_bin_type=True, default=_default)
 
 
 def decode(cls: type[T], data: bytes, skip: Collection[str] = ()) -> T:

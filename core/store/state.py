@@ -29,6 +29,9 @@ from rstq.core.store import records
 from rstq.core.store.api import PartitionStore, ReadView, StoreError, WriteBatch
 
 _NO_JOURNAL = ("journal",)
+_INBOX_SEQ = k.fsm_key(k.Fsm.INBOX_SEQ)
+_OUTBOX_NEXT_SEQ = k.fsm_key(k.Fsm.OUTBOX_NEXT_SEQ)
+_APPLIED_LSN = k.fsm_key(k.Fsm.APPLIED_LSN)
 
 
 class StateWriter:
@@ -44,6 +47,8 @@ class StateWriter:
         self._outbox = set(state.outbox)
         self._new_journal: dict[str, int | None] = {}
         self._new_timers: dict[str, int | None] = {}
+        self._seqs = (-1, -1)  # inbox and outbox sequences as written (-1: not yet)
+        self._new_seqs = self._seqs
         self.batches = 0
         self.rows = 0
 
@@ -65,6 +70,7 @@ class StateWriter:
         # store took the batch.
         self._new_journal = {}
         self._new_timers = {}
+        self._new_seqs = self._seqs
         inbound, outbox = self._inbound, self._outbox
         try:
             self._write(state, changes, sync)
@@ -81,6 +87,7 @@ class StateWriter:
                 self._timer_at.pop(tid, None)
             else:
                 self._timer_at[tid] = at
+        self._seqs = self._new_seqs
 
     def _write(self, state: PartitionState, changes: dict[Keyed, set[Hashable]],
                sync: bool) -> None:
@@ -115,9 +122,12 @@ class StateWriter:
             else:
                 b.put(k.idempotency_key(svc, obj, handler, ikey), target.encode())
         self._small_tables(b, state)
-        b.put(k.fsm_key(k.Fsm.INBOX_SEQ), k.u64(state.inbox_seq))
-        b.put(k.fsm_key(k.Fsm.OUTBOX_NEXT_SEQ), k.u64(state.outbox_next_seq))
-        b.put(k.fsm_key(k.Fsm.APPLIED_LSN), k.u64(state.applied_lsn))
+        seqs = (state.inbox_seq, state.outbox_next_seq)
+        if seqs != self._seqs:
+            b.put(_INBOX_SEQ, k.u64(seqs[0]))
+            b.put(_OUTBOX_NEXT_SEQ, k.u64(seqs[1]))
+            self._new_seqs = seqs
+        b.put(_APPLIED_LSN, k.u64(state.applied_lsn))
         self.rows += len(b)
         self.batches += 1
         self.store.write(b, sync=sync)
