@@ -49,6 +49,9 @@ from rstq.protocol.versions import invocation_content_type
 from rstq.protocol.wire import ProtocolError
 
 log = logging.getLogger(__name__)
+# State key names are part of the store's keys (core/store/keys.py); this keeps every key of
+# an object well within the store's key limit, whatever the object key.
+MAX_STATE_KEY_BYTES = 16 * 1024
 
 PROTOCOL_VIOLATION = 571
 T = pm.MessageType
@@ -379,6 +382,10 @@ class Invoker:
         """Turn one frame into proposals; True when it ends the attempt."""
         t = header.type
         inv_id, ep = att.invocation_id, att.epoch
+        if isinstance(msg, pm.SetStateCommandMessage) and len(msg.key) > MAX_STATE_KEY_BYTES:
+            raise AttemptError(PROTOCOL_VIOLATION,
+                               f"state key of {len(msg.key)} bytes exceeds the state key limit "
+                               f"of {MAX_STATE_KEY_BYTES} bytes")
         if isinstance(msg, pm.SetStateCommandMessage) and msg.value is not None:
             limit = self.limits.max_state_value_bytes
             if len(msg.value.content) > limit:

@@ -215,7 +215,7 @@ class StorePersistence:
         changes = self._feed.take()
         try:
             self.writer.write(state, changes)
-        except (StoreError, OSError) as e:
+        except (StoreError, OSError, ValueError) as e:  # ValueError: a key the store refuses
             for table, keys in changes.items():  # written with the next batch, as they are then
                 self._feed.keys[table] |= keys
             if not self.behind:

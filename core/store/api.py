@@ -41,8 +41,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-#: Largest key (bytes) the store accepts: LMDB's default compile-time limit (511).
-MAX_KEY_SIZE = 511
+#: Largest key (bytes) the store accepts. RocksDB has no practical limit; LMDB's
+#: compile-time one is 511 bytes (`LMDB_MAX_KEY_SIZE`), checked by that engine alone, so long
+#: object keys and state names persist on the default engine.
+MAX_KEY_SIZE = 64 * 1024
+LMDB_MAX_KEY_SIZE = 511
 
 
 class StoreError(Exception):
@@ -143,6 +146,8 @@ class PartitionStore(ReadView):
     #: "rocksdb" or "lmdb"
     engine: str
     path: Path
+    #: the longest key this engine takes (LMDB: 511 bytes)
+    max_key_size: int = MAX_KEY_SIZE
 
     @abc.abstractmethod
     def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import lmdb
 from rstq.core.store.api import (
-    MAX_KEY_SIZE,
+    LMDB_MAX_KEY_SIZE,
     PartitionStore,
     Snapshot,
     StoreClosedError,
@@ -41,9 +41,16 @@ from rstq.core.store.api import (
     StoreLockedError,
     WriteBatch,
     bad_key,
-    check_key,
     check_value,
 )
+
+
+def _check_key(key: bytes) -> None:
+    """LMDB's own key limit (511 bytes), below the interface's."""
+    if type(key) is not bytes or not 0 < len(key) <= LMDB_MAX_KEY_SIZE:
+        if type(key) is bytes and len(key) > LMDB_MAX_KEY_SIZE:
+            raise ValueError(f"LMDB keys are at most {LMDB_MAX_KEY_SIZE} bytes, got {len(key)}")
+        bad_key(key)
 
 _Scan = Generator[tuple[bytes, bytes], None, None]
 
@@ -61,14 +68,14 @@ class LmdbBatch(WriteBatch):
 
     def put(self, key: bytes, value: bytes) -> None:
         # the checks inlined: this is the hot path of apply
-        if type(key) is not bytes or not 0 < len(key) <= MAX_KEY_SIZE:
+        if type(key) is not bytes or not 0 < len(key) <= LMDB_MAX_KEY_SIZE:
             bad_key(key)
         if type(value) is not bytes:
             check_value(value)
         self.ops.append((key, value))
 
     def delete(self, key: bytes) -> None:
-        check_key(key)
+        _check_key(key)
         self.ops.append((key, None))
 
     def __len__(self) -> int:
@@ -116,6 +123,7 @@ def _end(scan: _Scan) -> None:
 
 class LmdbStore(PartitionStore):
     engine = "lmdb"
+    max_key_size = LMDB_MAX_KEY_SIZE
 
     def __init__(
         self,
@@ -162,7 +170,7 @@ class LmdbStore(PartitionStore):
     # reads
 
     def get(self, key: bytes) -> bytes | None:
-        check_key(key)
+        _check_key(key)
         with self._open_env().begin() as txn:
             return txn.get(key)
 
@@ -207,12 +215,12 @@ class LmdbStore(PartitionStore):
         )
 
     def put(self, key: bytes, value: bytes, *, sync: bool = False) -> None:
-        check_key(key)
+        _check_key(key)
         check_value(value)
         self._commit([(key, value)], sync)
 
     def delete(self, key: bytes, *, sync: bool = False) -> None:
-        check_key(key)
+        _check_key(key)
         self._commit([(key, None)], sync)
 
     def batch(self) -> LmdbBatch:
@@ -294,7 +302,7 @@ class LmdbSnapshot(Snapshot):
         return txn
 
     def get(self, key: bytes) -> bytes | None:
-        check_key(key)
+        _check_key(key)
         return self._open_txn().get(key)
 
     def iterate(

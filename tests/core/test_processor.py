@@ -280,3 +280,17 @@ async def test_timers_fire_from_the_injected_clock(tmp_path: Path) -> None:
         assert asyncio.get_running_loop().time() < deadline, "timer did not fire"
         await asyncio.sleep(0.005)
     await proc.close()
+
+
+async def test_long_object_and_state_keys_persist(tmp_path: Path) -> None:
+    """Keys far over LMDB's 511 bytes (the default engine takes them): written, read back."""
+    clock = ManualClock(T0)
+    proc, _, _ = await _open(tmp_path, clock)
+    i1 = inv_id_on(0, 1, n=1)
+    await proc.propose(invoke(i1, service="Obj", key="k" * 3000, service_ty="virtual_object",
+                              handler_ty="exclusive"))
+    await proc.propose(set_state(i1, 1, b"s" * 5000, b"v"))
+    await proc.close(snapshot=False)
+    proc2, _, _ = await _open(tmp_path, clock)
+    assert proc2.state.kv[("Obj", "k" * 3000)] == {b"s" * 5000: b"v"}
+    await proc2.close()

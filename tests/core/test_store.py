@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from rstq.core.store import (
-    MAX_KEY_SIZE,
     PartitionStore,
     StoreClosedError,
     StoreError,
@@ -58,14 +57,14 @@ def test_put_get_delete(store: PartitionStore, engine: str) -> None:
     store.delete(b"k")
     store.delete(b"never-there")
     assert store.get(b"k") is None
-    top = b"\xff" * MAX_KEY_SIZE
+    top = b"\xff" * store.max_key_size
     store.put(top, b"x")
     assert store.get(top) == b"x"
     assert rows(store, b"\xff") == [(top, b"x")]
 
 
 def test_bad_keys_and_values(store: PartitionStore) -> None:
-    for bad in (b"", b"x" * (MAX_KEY_SIZE + 1)):
+    for bad in (b"", b"x" * (store.max_key_size + 1)):
         with pytest.raises(ValueError):
             store.put(bad, b"v")
         with pytest.raises(ValueError):
