@@ -25,9 +25,14 @@ REQUESTS = chaos.scale(90, 2500)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(chaos.scale(120, 3000))]
 
 
-async def test_kill9_under_mixed_load(service: HypercornProcess, tmp_path: Path) -> None:
+# The partition store as it runs by default, and with a checkpoint (and a log trim below the
+# oldest one kept) every 40 commands, so kills also land during checkpoints and trims.
+@pytest.mark.parametrize("extra", [[], ["--snapshot-every", "40"]],
+                         ids=["store", "store-checkpoints"])
+async def test_kill9_under_mixed_load(service: HypercornProcess, tmp_path: Path,
+                                      extra: list[str]) -> None:
     rnd = random.Random(9_2026)
-    srv = RstqServer(data_dir=tmp_path / "data", extra_args=["--loop", "asyncio"])
+    srv = RstqServer(data_dir=tmp_path / "data", extra_args=["--loop", "asyncio", *extra])
     srv.start()
     srv.register(service.url)
     load = chaos.MixedLoad(lambda: srv.ingress_url, tmp_path / "work", REQUESTS, seed=9)
@@ -53,9 +58,12 @@ async def test_kill9_under_mixed_load(service: HypercornProcess, tmp_path: Path)
             checked = await load.check_final(client, timeout=chaos.scale(60, 300))
         srv.kill()
         records = chaos.verify_logs(srv.data_dir)
+        if extra:  # the kills did land among checkpoints and trims
+            assert list((srv.data_dir / "partitions").glob("*/checkpoints/0*"))
     finally:
         srv.cleanup()
-    chaos.record("kill9_mixed_load", kills_survived=recoveries, requests_checked=checked,
+    chaos.record("kill9_mixed_load" + ("_checkpoints" if extra else ""),
+                 kills_survived=recoveries, requests_checked=checked,
                  http_requests_sent=load.sent_http, log_records_verified=records,
                  ctx_run_reexecutions_before_journaling=load.step_reruns,
                  losses=0, duplicates=0, seconds=round(time.monotonic() - t0, 1))
