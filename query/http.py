@@ -140,10 +140,10 @@ def make_handler(server: ServerSource) -> Any:
 
 
 def add_routes(app: web.Application, server: ServerSource) -> None:
-    """`POST /query` and `POST /v4/query` (the path Restate's CLI uses)."""
+    """`POST /query` (also `/v4/query`, the path Restate's CLI uses: core.admin adds the
+    version prefixes to every admin route)."""
     handler = make_handler(server)
     app.router.add_post("/query", handler)
-    app.router.add_post("/v4/query", handler)
 
     tasks: set[asyncio.Task[None]] = set()
 
