@@ -9,6 +9,10 @@
 - `GET /health`, `GET /version`;
 - `POST /query` (SQL, Restate-compatible), added by the SQL plugin (rstq.app).
 
+Every route (core's and the plugins') also answers under the admin API version prefixes
+`/v2` … `/v4` (what restate-server 1.7.12 advertises in `/version` and what the `restate` CLI
+calls, e.g. `GET /v4/deployments`); `/v1/...` answers 400 in plain text, as restate-server.
+
 Errors are `{"message", "restate_code"}` as restate's MetaApiError; request-shape errors are
 plain text, as axum's extractors answer them. With `RSTQ_ADMIN_TOKEN` (or the server config's
 `extra["admin_token"]`) set, every route but `/health` needs `Authorization: Bearer <token>`.
@@ -66,6 +70,11 @@ log = logging.getLogger(__name__)
 
 VERSION: Final = "rstq 0.1.0"
 JSON_ONLY: Final = "Expected request with `Content-Type: application/json`"
+# Admin API versions served under `/v<N>/...` (and unprefixed), as restate-server 1.7.12.
+MIN_API_VERSION: Final = 2
+MAX_API_VERSION: Final = 4
+_HEALTH_PATHS: Final = frozenset(
+    ["/health", *(f"/v{n}/health" for n in range(MIN_API_VERSION, MAX_API_VERSION + 1))])
 _SERVICE_TY_JSON: Final = {"service": "Service", "virtual_object": "VirtualObject",
                            "workflow": "Workflow"}
 _HANDLER_TY_JSON: Final = {"exclusive": "Exclusive", "shared": "Shared", "workflow": "Workflow"}
@@ -291,8 +300,8 @@ class Admin:
 
     async def version(self, request: web.Request) -> web.Response:
         port = self.ingress_port
-        doc: JsonObj = {"version": VERSION, "min_admin_api_version": 1,
-                        "max_admin_api_version": 4}
+        doc: JsonObj = {"version": VERSION, "min_admin_api_version": MIN_API_VERSION,
+                        "max_admin_api_version": MAX_API_VERSION}
         if port:
             doc["ingress_endpoint"] = f"http://127.0.0.1:{port}/"
         doc["features"] = {"protocol_v7": self.limits.enable_protocol_v7}
@@ -579,7 +588,7 @@ def _middleware(token: str | None) -> Any:
     async def middleware(request: web.Request,
                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
                          ) -> web.StreamResponse:
-        if token is not None and request.path != "/health":
+        if token is not None and request.path not in _HEALTH_PATHS:
             given = request.headers.get("authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 resp = meta_error(401, "missing or invalid credentials: "
@@ -620,7 +629,24 @@ def make_admin_app(admin: Admin, *, token: str | None,
     r.add_delete("/invocations/{invocation}", admin.delete_invocation)
     for plugin in plugins:  # e.g. POST /query (rstq.query), GET /traces/{id}
         plugin.admin_routes(app)
+    _add_versioned_routes(app)
     return app
+
+
+def _add_versioned_routes(app: web.Application) -> None:
+    """Every route registered so far also under `/v2` … `/v4`; `/v1/...` is refused (400)."""
+    routes = [(route.method, route.resource.canonical, route.handler)
+              for route in app.router.routes() if route.resource is not None]
+    for n in range(MIN_API_VERSION, MAX_API_VERSION + 1):
+        for method, path, handler in routes:
+            app.router.add_route(method, f"/v{n}{path}", handler)
+
+    async def unsupported(request: web.Request) -> web.Response:
+        return web.Response(status=400, text=(
+            f"Unsupported Admin API version V1. This server supports versions between "
+            f"V{MIN_API_VERSION} and V{MAX_API_VERSION}."))
+
+    app.router.add_route("*", "/v1/{tail:.*}", unsupported)  # /v0/...: 404, as restate-server
 
 
 async def start_admin(admin: Admin, bind: str, *, token: str | None,

@@ -2,7 +2,9 @@
 
 Body `{"query": "<SQL>"}`. The answer is an Arrow IPC stream
 (`application/vnd.apache.arrow.stream`) unless the request accepts `application/json`, then
-`{"rows": [{column: value, ...}, ...]}` with timestamps as RFC 3339 (`…Z`), durations as ISO 8601
+`{"rows": [{column: value, ...}, ...]}` (a NULL value's key left out, as Restate's serializer does
+it: the `restate` CLI reads absent keys as defaults but refuses `null` for e.g. a boolean) with
+timestamps as RFC 3339 (`…Z`), durations as ISO 8601
 (`PT86400S`) and bytes as hex, as Restate renders them. A query that fails answers 500
 `{"message": "Datafusion error: …", "sqlstate": …}` (Restate's status and shape; `sqlstate` is
 ours); a malformed request answers 400 `{"message": …}`.
@@ -98,7 +100,9 @@ def rows_json(table: pa.Table) -> list[dict[str, Any]]:
 
 
 def json_body(table: pa.Table) -> bytes:
-    return json.dumps({"rows": rows_json(table)}, separators=(",", ":"),
+    rows = [{k: json_value(v) for k, v in row.items() if v is not None}
+            for row in table.to_pylist()]
+    return json.dumps({"rows": rows}, separators=(",", ":"),
                       ensure_ascii=False).encode()
 
 
@@ -140,10 +144,10 @@ def make_handler(server: ServerSource) -> Any:
 
 
 def add_routes(app: web.Application, server: ServerSource) -> None:
-    """`POST /query` and `POST /v4/query` (the path Restate's CLI uses)."""
+    """`POST /query` (also `/v4/query`, the path Restate's CLI uses: core.admin adds the
+    version prefixes to every admin route)."""
     handler = make_handler(server)
     app.router.add_post("/query", handler)
-    app.router.add_post("/v4/query", handler)
 
     tasks: set[asyncio.Task[None]] = set()
 

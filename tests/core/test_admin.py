@@ -71,7 +71,7 @@ async def test_health_and_version(env: Env) -> None:
     assert r.status_code == 200 and r.content == b""
     v = (await admin.get("/version")).json()
     assert v["version"] == "rstq 0.1.0"
-    assert (v["min_admin_api_version"], v["max_admin_api_version"]) == (1, 4)
+    assert (v["min_admin_api_version"], v["max_admin_api_version"]) == (2, 4)
     assert v["features"] == {"protocol_v7": False}
     assert v["ingress_endpoint"] == f"http://127.0.0.1:{server.ingress_port}/"
     r = await admin.get("/nope")
@@ -88,6 +88,27 @@ async def test_bearer_token(tmp_path: Path) -> None:
             assert wrong.status_code == 401
             ok = await admin.get("/services", headers={"authorization": "Bearer s3cret"})
             assert ok.status_code == 200 and ok.json() == {"services": []}
+            assert (await admin.get("/v4/health")).status_code == 200
+            assert (await admin.get("/v4/services")).status_code == 401
+
+
+async def test_admin_api_version_prefixes(env: Env) -> None:
+    """Every route answers under /v2 … /v4 as unprefixed (restate-server 1.7.12, the CLI uses
+    /v4/...); /v1 is refused in plain text, /v5 is an unknown route."""
+    _, _, admin, _ = env
+    for n in (2, 3, 4):
+        assert (await admin.get(f"/v{n}/health")).status_code == 200
+        assert (await admin.get(f"/v{n}/version")).json() == (await admin.get("/version")).json()
+        assert (await admin.get(f"/v{n}/deployments")).json() == {"deployments": []}
+        assert (await admin.get(f"/v{n}/services")).json() == {"services": []}
+        assert meta_error(await admin.get(f"/v{n}/services/Nope")) == (
+            404, "The requested service 'Nope' does not exist")
+    r = await admin.get("/v1/deployments")
+    assert r.status_code == 400 and r.text == (
+        "Unsupported Admin API version V1. This server supports versions between V2 and V4.")
+    for path in ("/v0/health", "/v5/health", "/v0x/health", "/v4/nope"):
+        r = await admin.get(path)
+        assert r.status_code == 404 and r.content == b"", path
 
 
 # --- deployments and services (discovery against the official SDK) -------------------------------

@@ -9,9 +9,13 @@
   ``ingress_url`` / ``admin_url`` / :meth:`RestateServer.register`, and stops it
   (SIGTERM, then SIGKILL).
 
+The official CLI (npm ``@restatedev/restate``, binary ``restate``, same pinned version) installs
+the same way: ``ensure_installed(tool=CLI)`` (``~/.cache/rstq-test/restate-<version>``).
+
 CLI (CI pre-installs with it)::
 
     python -m tests.support.harness.restate_server install    # prints the binary path
+    python -m tests.support.harness.restate_server install-cli  # the `restate` CLI
     python -m tests.support.harness.restate_server run [--v7] # one on free ports, Ctrl-C stops
 """
 
@@ -38,7 +42,9 @@ from typing import Any
 from tests.support.net.ports import free_port
 
 VERSION = "1.7.12"
-PACKAGE = "@restatedev/restate-server"
+SERVER = "restate-server"  # npm @restatedev/<tool>, per-platform @restatedev/<tool>-<os>-<arch>
+CLI = "restate"
+PACKAGE = f"@restatedev/{SERVER}"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # npm error codes / texts that mean "the registry could not be reached" (as opposed to a real
@@ -73,14 +79,14 @@ def cache_root() -> Path:
     return root.resolve()
 
 
-def install_dir(version: str = VERSION) -> Path:
-    d = cache_root() / f"restate-server-{version}"
+def install_dir(version: str = VERSION, *, tool: str = SERVER) -> Path:
+    d = cache_root() / f"{tool}-{version}"
     if d == REPO_ROOT or REPO_ROOT in d.parents:
-        raise RestateServerError(f"refusing to install restate-server inside the repo: {d}")
+        raise RestateServerError(f"refusing to install {tool} inside the repo: {d}")
     return d
 
 
-def _platform_package() -> str:
+def _platform_package(tool: str = SERVER) -> str:
     machine = platform.machine().lower()
     arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(machine)
     if arch is None:
@@ -88,13 +94,12 @@ def _platform_package() -> str:
     osname = {"linux": "linux", "darwin": "darwin"}.get(sys.platform)
     if osname is None:
         raise RestateServerError(f"no restate-server npm build for platform {sys.platform!r}")
-    return f"restate-server-{osname}-{arch}"
+    return f"{tool}-{osname}-{arch}"
 
 
-def binary_path(version: str = VERSION) -> Path:
-    return install_dir(version) / "node_modules" / "@restatedev" / _platform_package() / "bin" / (
-        "restate-server"
-    )
+def binary_path(version: str = VERSION, *, tool: str = SERVER) -> Path:
+    return (install_dir(version, tool=tool) / "node_modules" / "@restatedev"
+            / _platform_package(tool) / "bin" / tool)
 
 
 def _binary_version(binary: Path) -> str:
@@ -102,33 +107,35 @@ def _binary_version(binary: Path) -> str:
     return out.stdout.strip()
 
 
-def _is_installed(version: str) -> bool:
-    d = install_dir(version)
+def _is_installed(version: str, tool: str = SERVER) -> bool:
+    d = install_dir(version, tool=tool)
     marker = d / ".rstq-installed"
     return marker.is_file() and marker.read_text().strip() == version and binary_path(
-        version).is_file()
+        version, tool=tool).is_file()
 
 
-def ensure_installed(version: str = VERSION, *, timeout: float = 600.0) -> Path:
-    """Install ``@restatedev/restate-server@version`` into the cache dir (once); return the binary.
+def ensure_installed(version: str = VERSION, *, timeout: float = 600.0,
+                     tool: str = SERVER) -> Path:
+    """Install ``@restatedev/<tool>@version`` (restate-server, or the ``restate`` CLI) into the
+    cache dir (once); return the binary.
 
     Raises :class:`RegistryUnreachable` if npm fails because the registry cannot be reached,
     :class:`RestateServerError` for every other failure.
     """
-    if _is_installed(version):
-        return binary_path(version)
-    d = install_dir(version)
+    if _is_installed(version, tool):
+        return binary_path(version, tool=tool)
+    d = install_dir(version, tool=tool)
     d.mkdir(parents=True, exist_ok=True)
     with open(d / ".install.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
-        if _is_installed(version):  # somebody else finished while we waited
-            return binary_path(version)
+        if _is_installed(version, tool):  # somebody else finished while we waited
+            return binary_path(version, tool=tool)
         npm = shutil.which("npm")
         if npm is None:
-            raise RestateServerError("npm not found on PATH (needed to install restate-server)")
+            raise RestateServerError(f"npm not found on PATH (needed to install {tool})")
         (d / "package.json").write_text(json.dumps({
-            "name": "rstq-test-restate-server", "private": True, "version": "0.0.0",
-            "dependencies": {PACKAGE: version},
+            "name": f"rstq-test-{tool}", "private": True, "version": "0.0.0",
+            "dependencies": {f"@restatedev/{tool}": version},
         }, indent=2) + "\n")
         cmd = [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts", "--omit=dev",
                "--loglevel=error", "--fetch-retries=2", "--fetch-retry-mintimeout=2000",
@@ -146,7 +153,7 @@ def ensure_installed(version: str = VERSION, *, timeout: float = 600.0) -> Path:
                 raise RegistryUnreachable(f"npm registry unreachable:\n{output}",
                                           summary=hits[0].removeprefix("npm error ").strip())
             raise RestateServerError(f"npm install failed ({proc.returncode}):\n{output}")
-        binary = binary_path(version)
+        binary = binary_path(version, tool=tool)
         if not binary.is_file():
             raise RestateServerError(f"npm install succeeded but {binary} is missing")
         got = _binary_version(binary)
@@ -404,9 +411,9 @@ def register_deployment(admin_url: str, uri: str, use_http_11: bool = False, *,
 def _main(argv: list[str]) -> int:
     cmd = argv[0] if argv else "install"
     try:
-        if cmd == "install":
+        if cmd in ("install", "install-cli"):
             t0 = time.monotonic()
-            path = ensure_installed()
+            path = ensure_installed(tool=CLI if cmd == "install-cli" else SERVER)
             print(f"{path} ({_binary_version(path)}, {time.monotonic() - t0:.1f}s)")
             return 0
         if cmd == "run":
@@ -423,8 +430,8 @@ def _main(argv: list[str]) -> int:
     except RestateServerError as e:
         print(str(e), file=sys.stderr)
         return 1
-    print("usage: python -m tests.support.harness.restate_server [install | run [--v7]]",
-          file=sys.stderr)
+    print("usage: python -m tests.support.harness.restate_server "
+          "[install | install-cli | run [--v7]]", file=sys.stderr)
     return 64
 
 
