@@ -232,8 +232,8 @@ class SqlTopSource:
 def trace_renderable(invocation_id: str, doc: Any) -> RenderableType:
     spans = list((doc or {}).get("spans") or [])
     if not spans:
-        return Text(f"no spans kept for {invocation_id} (start the server with --trace-store or "
-                    "--otlp to record traces)", style="yellow")
+        return Text(f"no spans kept for {invocation_id} (the server runs with --no-trace-store, "
+                    "or they are older than its --trace-store-size)", style="yellow")
     try:
         from rstq.tracing.render import waterfall
         from rstq.tracing.spans import SpanRecord

@@ -2,8 +2,9 @@
 OTEL_* variables (OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT / _PROTOCOL / _HEADERS / _TIMEOUT,
 OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER[_ARG], OTEL_BSP_*).
 
-Tracing is off unless an endpoint is given (flag or variable) or `store_only` is asked for; off
-costs nothing: no ids in commands, no observer, no `traceparent` to services.
+Tracing is off unless an endpoint is given (flag or variable) or `store` is asked for (`rstq
+server` asks for it unless `--no-trace-store`); off costs nothing: no ids in commands, no
+observer, no `traceparent` to services.
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ class TracingConfig:
     store_max_age_s: float = 3600.0
 
     @staticmethod
-    def from_env(otlp: str | None = None, protocol: str | None = None, store_only: bool = False,
-                 env: Mapping[str, str] | None = None) -> TracingConfig | None:
-        """The configuration the flags and environment ask for, or None (tracing off)."""
+    def from_env(otlp: str | None = None, protocol: str | None = None, store: bool = False,
+                 env: Mapping[str, str] | None = None, store_max_spans: int | None = None,
+                 ) -> TracingConfig | None:
+        """The configuration the flags and environment ask for, or None (tracing off). `store`:
+        keep spans in memory even without export (`rstq server` does by default)."""
         env = os.environ if env is None else env
         if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return None
@@ -37,7 +40,7 @@ class TracingConfig:
                         or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
         exporter_off = env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none"
         export = otlp is not None or (endpoint_env is not None and not exporter_off)
-        if not export and not store_only:
+        if not export and not store:
             return None
         proto = protocol or (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
                              or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc")
@@ -45,5 +48,6 @@ class TracingConfig:
         return TracingConfig(
             endpoint=otlp, protocol=proto, export=export,
             service_name=env.get("OTEL_SERVICE_NAME") or A.DEFAULT_SERVICE_NAME,
-            store_max_spans=int(env.get("RSTQ_TRACE_STORE_SPANS", 100_000)),
+            store_max_spans=(store_max_spans if store_max_spans is not None
+                             else int(env.get("RSTQ_TRACE_STORE_SPANS", 100_000))),
             store_max_age_s=float(env.get("RSTQ_TRACE_STORE_AGE_S", 3600.0)))

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from rstq.protocol.ids import InvocationId
 
 from tests.support.harness.example_traffic import ExampleEnv, example_env, wait_until
 from tests.support.net.ports import free_port
@@ -219,3 +220,16 @@ def test_no_server_exit_code_3(args: list[str]) -> None:
     assert p.returncode == 3, (p.stdout, p.stderr)
     assert "cannot reach the rstq admin API" in p.stderr and "rstq server" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_trace_works_on_a_default_server(env: ExampleEnv) -> None:
+    """`rstq server` keeps recent spans without any tracing flag (#17): `rstq trace` shows the
+    failed payment's trace; an id the server knows nothing of exits 4."""
+    doc = js(rstq(env, "trace", env.ids["failed"], "--json"))
+    assert doc["tracing"] is True and doc["spans"], doc
+    assert any(s["name"].startswith("invocation-attempt") for s in doc["spans"]), doc["spans"]
+    p = rstq(env, "trace", env.ids["failed"])
+    assert p.returncode == 0 and env.ids["failed"] in p.stdout, p.stderr
+    unknown = str(InvocationId(12345, 67890))  # well formed, never created
+    p = rstq(env, "trace", unknown)
+    assert p.returncode == 4 and "not found" in p.stderr, (p.returncode, p.stderr)

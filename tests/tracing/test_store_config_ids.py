@@ -68,7 +68,7 @@ def test_config_from_flags_and_env() -> None:
         None, "http", "mine")  # the exporter reads the endpoint variable itself
     assert TracingConfig.from_env(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://h",
                                        "OTEL_SDK_DISABLED": "true"}) is None
-    cfg = TracingConfig.from_env(store_only=True, env={})
+    cfg = TracingConfig.from_env(store=True, env={})
     assert cfg is not None and not cfg.export
 
 
