@@ -7,6 +7,7 @@
 - `PATCH /invocations/{id}/cancel|kill|purge|pause|resume`, deprecated
   `DELETE /invocations/{id}?mode=cancel|kill|purge`;
 - `GET /health`, `GET /version`;
+- `GET /metrics` (Prometheus text exposition, rstq.core.metrics; needs the token when one is set);
 - `POST /query` (SQL, Restate-compatible), added by the SQL plugin (rstq.app).
 
 Every route (core's and the plugins') also answers under the admin API version prefixes
@@ -55,6 +56,7 @@ from rstq.core.ingress import (
     rfc3339_nanos,
     start_runner,
 )
+from rstq.core.metrics import CONTENT_TYPE, Metrics
 from rstq.core.partitioning import partition_key_for
 from rstq.core.ports import Limits, Metadata, Partitions
 from rstq.core.processor import Refused
@@ -286,8 +288,9 @@ class Admin:
     """The request handlers. `ingress_port`: where `/version` says the ingress listens."""
 
     def __init__(self, *, partitions: Partitions, meta: Metadata, clock: Clock, limits: Limits,
-                 ingress_port: int | None) -> None:
+                 ingress_port: int | None, metrics: Metrics | None = None) -> None:
         self.partitions = partitions
+        self.metrics = metrics
         self.meta = meta
         self.clock = clock
         self.limits = limits
@@ -297,6 +300,13 @@ class Admin:
 
     async def health(self, request: web.Request) -> web.Response:
         return _empty(200)
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        """Prometheus text exposition (version 0.0.4) of this server's registry."""
+        body = self.metrics.exposition() if self.metrics is not None else b""
+        resp = web.Response(body=body)
+        resp.headers["content-type"] = CONTENT_TYPE
+        return resp
 
     async def version(self, request: web.Request) -> web.Response:
         port = self.ingress_port
@@ -616,6 +626,7 @@ def make_admin_app(admin: Admin, *, token: str | None,
     r = app.router
     r.add_get("/health", admin.health, allow_head=False)
     r.add_get("/version", admin.version, allow_head=False)
+    r.add_get("/metrics", admin.metrics_text, allow_head=False)
     r.add_post("/deployments", admin.register_deployment)
     r.add_get("/deployments", admin.list_deployments, allow_head=False)
     r.add_get("/deployments/{deployment}", admin.get_deployment, allow_head=False)

@@ -30,6 +30,7 @@ from rstq.core.apply import cancel_unobserved
 from rstq.core.clock import Clock
 from rstq.core.discovery import EffectiveSettings, OnMaxAttempts, effective_settings
 from rstq.core.ids import idempotent_invocation_id, new_invocation_id, workflow_invocation_id
+from rstq.core.metrics import Metrics
 from rstq.core.model import INVOKED, Invocation, PartitionState
 from rstq.core.ports import Limits, Partition, Partitions, SchemaSource
 from rstq.core.processor import Refused
@@ -82,6 +83,7 @@ class _Attempt:
     partition: int
     version: int
     task: asyncio.Task[None] | None = None
+    service: str = ""  # the invocation's service (metrics labels)
     # BIDI only: journal indexes to push, and the stream they go on.
     push: asyncio.Queue[int] | None = None
     sent_upto: int = 0
@@ -92,8 +94,9 @@ class Invoker:
     """Runs the attempts the partitions ask for; owns `transport` (closed with the invoker)."""
 
     def __init__(self, *, partitions: Partitions, meta: SchemaSource, clock: Clock,
-                 limits: Limits, transport: Transport) -> None:
+                 limits: Limits, transport: Transport, metrics: Metrics | None = None) -> None:
         self.partitions = partitions
+        self.metrics = metrics
         self.meta = meta
         self.clock = clock
         self.limits = limits
@@ -144,6 +147,9 @@ class Invoker:
             if inv is None or inv.status != INVOKED or inv.epoch != att.epoch:
                 return
             self.started += 1
+            att.service = inv.service
+            if self.metrics is not None:
+                self.metrics.attempts.labels(service=inv.service).inc()
             try:
                 dep, settings = self._target(inv)
                 att.version = inv.protocol_version or dep.protocol_version
@@ -397,6 +403,8 @@ class Invoker:
             return True
         if isinstance(msg, pm.SuspensionMessage):
             comps, sigs, names = msg.leaves()
+            if self.metrics is not None:
+                self.metrics.suspensions.labels(service=att.service).inc()
             future_json = _future_json(msg.awaiting_on) if msg.awaiting_on is not None else ""
             self._propose(att, proc, c.Suspend(inv_id, ep, sorted(comps), sorted(sigs),
                                                sorted(names), future_json), pending)
@@ -494,6 +502,10 @@ class Invoker:
                     delay = min(delay, policy.max_interval_ms)
             retry_at = now + delay
         related = err.related
+        if self.metrics is not None:
+            self.metrics.attempt_failures.labels(service=inv.service).inc()
+            if then == c.AttemptOutcome.RETRY:
+                self.metrics.retries.labels(service=inv.service).inc()
         _log_failure(att, inv, err, then, retry_at - now)
         cmd = c.AttemptFailed(
             att.invocation_id, att.epoch, err.code, err.message, err.stacktrace[:MAX_STACKTRACE],

@@ -15,6 +15,7 @@ import asyncio
 import functools
 import heapq
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from rstq.core import commands as c
 from rstq.core.apply import apply
 from rstq.core.clock import Clock
 from rstq.core.log.api import Log, LogFull
+from rstq.core.metrics import PartitionMetrics
 from rstq.core.model import INVOKED, PartitionState
 from rstq.core.persistence import Persistence, SnapshotPersistence, StorePersistence
 from rstq.core.store import StoreError
@@ -108,6 +110,7 @@ class PartitionProcessor:
         self.clock = clock
         self.sink = sink
         self.observer: ApplyObserver | None = None  # set by the server when tracing is on
+        self.metrics: PartitionMetrics | None = None  # set by the server
         self.config = config or ProcessorConfig()
         self.persistence = persistence_for(directory, self.config)
         self.state = PartitionState(partition_id, partitions)
@@ -188,7 +191,10 @@ class PartitionProcessor:
 
     def snapshot(self) -> None:
         """Write a restart point now (a store checkpoint, or a snapshot)."""
+        t0 = time.perf_counter()
         self.stats.snapshot_lsn = self.persistence.checkpoint(self.state)
+        if self.metrics is not None:
+            self.metrics.checkpoint_seconds.observe(time.perf_counter() - t0)
         self.stats.snapshots += 1
         self._since_snapshot = 0
 
@@ -247,6 +253,7 @@ class PartitionProcessor:
             return
         ts = self.clock.now_ms()
         payloads = [c.encode(ts, p.command) for p in accepted]
+        t0 = time.perf_counter()
         try:
             last = await self.log.append_batch(payloads)
         except BaseException as e:
@@ -257,6 +264,9 @@ class PartitionProcessor:
                 log.warning("partition %d: %s", self.partition_id, e)
                 return
             raise
+        if self.metrics is not None:
+            self.metrics.append_seconds.observe(time.perf_counter() - t0)
+            self.metrics.batch_size.observe(len(payloads))
         first = last - len(payloads) + 1
         all_actions: list[a.Action] = []
         results: list[list[a.Action]] = []
@@ -285,6 +295,8 @@ class PartitionProcessor:
             await asyncio.to_thread(self.snapshot)
         except (OSError, StoreError) as e:  # e.g. a full disk: the log holds everything
             log.warning("partition %d: snapshot failed: %s", self.partition_id, e)
+            if self.metrics is not None:
+                self.metrics.checkpoint_failures.inc()
             self._since_snapshot = 0
             return
         # Below the oldest restart point kept, so falling back to it (the newest one, or the

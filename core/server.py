@@ -27,7 +27,8 @@ from rstq.core.datadir import DataDir, DataDirLock
 from rstq.core.ids import partition_key_of
 from rstq.core.ingress import Ingress, bound_port, start_ingress
 from rstq.core.log.api import FsyncPolicy
-from rstq.core.log.local import LocalLog
+from rstq.core.log.local import LocalLog, default_sync
+from rstq.core.metrics import Metrics
 from rstq.core.partitioning import partition_of
 from rstq.core.plugins import Plugin, TraceSource
 from rstq.core.ports import Limits, Result
@@ -99,6 +100,9 @@ class Server:
         self._socks: dict[str, socket.socket] = {}  # bound first in start(), served later
         self._lock: DataDirLock | None = None  # the data dir's lock, held while running
         self._redo: list[list[a.Action]] = []  # recovery's re-drive actions, until started
+        # Prometheus metrics (GET /metrics on the admin port); plugins add their collectors.
+        self.metrics = Metrics()
+        self.metrics.watch(lambda: self.processors)
 
     @property
     def partitions(self) -> int:
@@ -126,7 +130,8 @@ class Server:
         n = self.partitions
         assert self.meta is not None
         self.invoker = Invoker(partitions=self, meta=self.meta, clock=self.clock,
-                               limits=self.limits, transport=self._transport or HttpTransport())
+                               limits=self.limits, transport=self._transport or HttpTransport(),
+                               metrics=self.metrics)
         self.attempt_handler = self.invoker.handle
         for plugin in self.plugins:
             plugin.attach(self)
@@ -173,9 +178,12 @@ class Server:
                               store_cache_bytes=self.config.store_cache_bytes)
         self._redo = []
         for i in range(n):
-            lg = await LocalLog.open(self.datadir.partition_log_dir(i), fsync=self.config.fsync)
+            pm = self.metrics.partition(i)
+            lg = await LocalLog.open(self.datadir.partition_log_dir(i), fsync=self.config.fsync,
+                                     sync_file=pm.timed_sync(default_sync()))
             proc = PartitionProcessor(i, n, self.datadir.partition_dir(i), lg, self.clock,
                                       sink=self, config=cfg)
+            proc.metrics = pm
             self.processors.append(proc)  # before recover: closed with the others on failure
             self._redo.append(proc.recover())
 
@@ -249,7 +257,7 @@ class Server:
             self.ingress_port = bound_port(runner)
         if self.config.admin_bind is not None:
             admin = Admin(partitions=self, meta=meta, clock=self.clock, limits=self.limits,
-                          ingress_port=self.ingress_port)
+                          ingress_port=self.ingress_port, metrics=self.metrics)
             runner = await start_admin(admin, self.config.admin_bind,
                                        token=admin_token(self.config.extra),
                                        plugins=self.plugins,
@@ -300,6 +308,7 @@ class Server:
     def on_actions(self, partition: int, actions: Sequence[a.Action]) -> None:
         for act in actions:
             if isinstance(act, a.InvocationCompleted):
+                self._count_completed(partition, act)
                 for fut in self._waiters.pop(act.invocation_id, []):
                     if not fut.done():
                         fut.set_result(Result(act.value, act.failure, act.stacktrace))
@@ -310,6 +319,12 @@ class Server:
                     self.attempt_handler(partition, act)
                 else:
                     self.pending_attempts.append((partition, act))
+
+    def _count_completed(self, partition: int, act: a.InvocationCompleted) -> None:
+        inv = self.processors[partition].state.invocations.get(act.invocation_id)
+        service = inv.service if inv is not None else ""
+        status = "failed" if act.failure is not None else "succeeded"
+        self.metrics.invocations_completed.labels(service=service, status=status).inc()
 
     def _enqueue_outbox(self, source: int, act: a.OutboxSend) -> None:
         lane = (source, act.destination)

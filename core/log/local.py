@@ -26,7 +26,7 @@ DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 _Waiter = asyncio.Future[None]
 
 
-def _default_sync() -> Callable[[int], None]:
+def default_sync() -> Callable[[int], None]:
     # fdatasync skips the inode timestamps; the file size it does flush is all we need.
     return getattr(os, "fdatasync", os.fsync)
 
@@ -71,7 +71,7 @@ class LocalLog:
         sync_file: Callable[[int], None] | None = None,
     ) -> LocalLog:
         """Recover and open; raises LogCorruption. `sync_file` replaces fdatasync (test hook)."""
-        return cls(Path(path), fsync, segment_bytes, sync_file or _default_sync())
+        return cls(Path(path), fsync, segment_bytes, sync_file or default_sync())
 
     @classmethod
     async def open(
