@@ -99,6 +99,11 @@ def scenario(name: str, server: Any, service: HypercornProcess) -> dict[str, Any
             [sys.executable, "-m", "rstq.cli.main", "inv", "describe", inv_id],
             capture_output=True, text=True, timeout=60,
             env={**os.environ, "RSTQ_ADMIN_URL": adm, "COLUMNS": "160"})
+        # The describe above may take longer than the 1 s backoff on a loaded machine: cancel in
+        # a fresh backoff window (right after the next failure), so it lands while backing off.
+        seen = len(events_of(adm, inv_id))
+        until("a fresh backoff", lambda: len(events_of(adm, inv_id)) > seen
+              and status(adm, inv_id).get("status") == "backing-off")
     before = attempts(ing, key)
     t0 = time.monotonic()
     cancel = httpx.patch(f"{adm}/invocations/{inv_id}/cancel", timeout=30)
