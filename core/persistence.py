@@ -21,11 +21,10 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Hashable
 from pathlib import Path
 from typing import Protocol
 
-from rstq.core.changes import ChangeFeed, Keyed
+from rstq.core.changes import ChangeFeed
 from rstq.core.model import PartitionState
 from rstq.core.snapshot import load_latest, oldest_snapshot_lsn, write_snapshot
 from rstq.core.store import StoreError, StoreLockedError, open_store
@@ -166,18 +165,25 @@ class StorePersistence:
         aside = self.store_dir.with_name(f"store.damaged-{int(time.time())}")
         self.store_dir.rename(aside)
         for cp in reversed(self._checkpoints()):
-            try:
-                shutil.copytree(cp, self.store_dir)
-                store = open_store(self.store_dir, self.engine, cache_bytes=self.cache_bytes)
-            except (StoreError, OSError) as e:
-                log.warning("checkpoint %s does not open either (%s)", cp, e)
-                shutil.rmtree(self.store_dir, ignore_errors=True)
+            store = self._restore(cp)
+            if store is None:
                 continue
             log.error("partition store %s did not open (%s): moved to %s, restored from "
                       "checkpoint %s", self.store_dir, failed, aside, cp.name)
             return store
         raise StoreError(f"partition store {self.store_dir} does not open ({failed}) and no "
                          f"checkpoint does (it was moved to {aside})")
+
+    def _restore(self, cp: Path) -> PartitionStore | None:
+        """Checkpoint `cp` copied in as the live store, opened; None (and nothing left behind)
+        when it does not open."""
+        try:
+            shutil.copytree(cp, self.store_dir)
+            return open_store(self.store_dir, self.engine, cache_bytes=self.cache_bytes)
+        except (StoreError, OSError) as e:
+            log.warning("checkpoint %s does not open (%s)", cp, e)
+            shutil.rmtree(self.store_dir, ignore_errors=True)
+            return None
 
     def _behind_the_log(self, store: PartitionStore, lsn: int, log_end: int) -> PartitionStore:
         """The store is ahead of the log (its tail was cut: `rstq doctor --repair`, a machine
@@ -190,11 +196,8 @@ class StorePersistence:
             if int(cp.name) > log_end:
                 shutil.rmtree(cp, ignore_errors=True)  # from beyond the log: useless now
                 continue
-            shutil.copytree(cp, self.store_dir)
-            try:
-                restored = open_store(self.store_dir, self.engine, cache_bytes=self.cache_bytes)
-            except StoreError:
-                shutil.rmtree(self.store_dir, ignore_errors=True)
+            restored = self._restore(cp)
+            if restored is None:
                 continue
             log.warning("partition store at lsn %d is ahead of the log (ends at %d): moved to "
                         "%s, restarting from checkpoint %s", lsn, log_end, aside, cp.name)
@@ -250,10 +253,6 @@ class StorePersistence:
             return
         assert self.writer is not None
         self.writer.store = self.store
-
-    def changes_pending(self) -> dict[Keyed, set[Hashable]]:
-        assert self._feed is not None
-        return self._feed.keys
 
     def checkpoint(self, state: PartitionState) -> int:
         if self.behind or self.store is None:
