@@ -14,6 +14,7 @@ from rstq.core.plugins import BasePlugin
 from rstq.core.server import Server
 from rstq.pgwire.server import PgWireServer, parse_bind
 from rstq.pgwire.session import WireConfig
+from rstq.query import history as query_history
 from rstq.query import http as query_http
 from rstq.query import tables as t
 from rstq.tracing import http as trace_http
@@ -75,6 +76,10 @@ class SqlPlugin(BasePlugin):
 
     def attach(self, server: Server) -> None:
         self._server = server
+        for proc in server.processors:  # history segments get their SQL files as written
+            history = getattr(proc.persistence, "history", None)
+            if history is not None:
+                history.encoders.append(query_history.encode)
         eng = query_http.engine_for(server)  # on the server's loop: snapshots are taken there
         if self._tracing is not None:
             eng.live_tables[t.SYS_SPAN.name] = self._tracing.spans

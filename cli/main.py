@@ -40,6 +40,9 @@ def main() -> None:
                    "store). A snapshot data dir migrates to the store on its first start.")
 @click.option("--store-cache", "store_cache", type=int, default=None,
               help="RocksDB block cache per partition in bytes (default 64 MiB).")
+@click.option("--cache-size", "cache_size", type=click.IntRange(min=0), default=None,
+              help="Completed invocations kept in memory per partition (default 1000); the "
+                   "rest of the history is read from disk when asked for.")
 @click.option("--snapshot-every", type=int, default=None,
               help="Applied commands between restart points: store checkpoints (default "
                    "20000) or, with --store snapshot, snapshots (default: auto, at least 20000 "
@@ -67,7 +70,8 @@ def main() -> None:
 @click.option("--loop", "loop_impl", type=click.Choice(["uvloop", "asyncio"]), default="uvloop",
               show_default=True, help="Event loop (uvloop: same semantics, less CPU).")
 def server(data_dir: Path, partitions: int | None, fsync: str, store: str,
-           store_cache: int | None, snapshot_every: int | None, ingress_bind: str,
+           store_cache: int | None, cache_size: int | None, snapshot_every: int | None,
+           ingress_bind: str,
            admin_bind: str, enable_protocol_v7: bool, max_body: int,
            pgwire_bind: str, pgwire_user: str | None, pgwire_password: str | None,
            max_journal_entry: int, max_state_value: int, max_inbox: int,
@@ -81,7 +85,7 @@ def server(data_dir: Path, partitions: int | None, fsync: str, store: str,
     if fsync == "none":
         logging.warning("--fsync none: acknowledged writes can be lost on a crash (UNSAFE)")
     cfg = ServerConfig(data_dir=data_dir, partitions=partitions, fsync=FsyncPolicy(fsync),
-                       store=store, store_cache_bytes=store_cache,
+                       store=store, store_cache_bytes=store_cache, cache_size=cache_size,
                        snapshot_every=snapshot_every, ingress_bind=ingress_bind,
                        admin_bind=admin_bind, enable_protocol_v7=enable_protocol_v7,
                        max_body_bytes=max_body, max_journal_entry_bytes=max_journal_entry,

@@ -15,6 +15,7 @@ from rstq.core import commands as c
 from rstq.core import ids
 from rstq.core import journal as j
 from rstq.core.changes import Keyed
+from rstq.core.invocations import expired
 from rstq.core.model import (
     BACKING_OFF,
     COMPLETED,
@@ -45,6 +46,8 @@ KILLED = (409, "killed")
 def apply(state: PartitionState, env: c.Envelope, lsn: int | None = None) -> Actions:
     """Apply one durable command. `lsn` (when given) becomes the state's applied position."""
     out: Actions = []
+    # Expiry of completed invocations is judged at the command's time: replay decides alike.
+    state.invocations.now = max(state.invocations.now, env.ts_ms)
     try:
         _apply(state, env.ts_ms, env.command, out)
     except Exception as e:  # noqa: BLE001 - a bad command must not stop the partition
@@ -139,7 +142,11 @@ def _inv(state: PartitionState, inv_id: str) -> Invocation | None:
     """The invocation, marked changed: apply looks an invocation up only to act on it, so
     every change to one goes through here (or through `_invoke`, which creates it)."""
     state.changes.mark(Keyed.INVOCATIONS, inv_id)
-    return state.invocations.get(inv_id)
+    inv = state.invocations.peek(inv_id)
+    if inv is not None and expired(inv, state.invocations.now):
+        _delete(state, inv)  # its retention ended: gone, as if a cleanup had run then
+        return None
+    return inv
 
 
 def _invoke(state: PartitionState, ts: int, cmd: c.Invoke, out: Actions) -> None:
@@ -275,12 +282,11 @@ def _complete(
         _release_lock(state, inv, ts, out)
     if inv.journal_retention_ms <= 0:
         inv.journal = []
-    keep = max(inv.completion_retention_ms, inv.journal_retention_ms)
-    if keep <= 0:
+    if max(inv.completion_retention_ms, inv.journal_retention_ms) <= 0:
         _delete(state, inv)
-    else:
-        _set_timer(state, Timer.at(TimerId(TimerKind.CLEANUP, inv.invocation_id), ts + keep),
-                   out)
+    # Otherwise it stays until its retention ends (`invocations.expires_at`): no timer, no
+    # cleanup command per invocation; expired ones are absent to lookups (`_inv`), and the
+    # store drops history segments whole (rstq.core.store.history).
 
 
 def _release_lock(state: PartitionState, inv: Invocation, ts: int, out: Actions) -> None:

@@ -10,10 +10,14 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rstq.core.changes import ChangeSet
 from rstq.core.commands import AttachMode, HandlerTy, ServiceTy
+
+if TYPE_CHECKING:
+    from rstq.core.invocations import InvocationTable
+    from rstq.core.objects import ObjectStates
 
 
 class Status(enum.StrEnum):
@@ -184,9 +188,12 @@ class PartitionState:
     partition_id: int
     partitions: int
     applied_lsn: int = 0
-    invocations: dict[str, Invocation] = field(default_factory=dict)
-    # (service, key) -> {state key -> value}
-    kv: dict[tuple[str, str], dict[bytes, bytes]] = field(default_factory=dict)
+    # Live invocations in memory, completed ones on disk when there is a store (see
+    # rstq.core.invocations; it behaves like a dict of invocation id -> Invocation).
+    invocations: InvocationTable = field(default_factory=lambda: _table())
+    # (service, key) -> {state key -> value}: recently used objects in memory, the rest on
+    # disk when there is a store (rstq.core.objects; it behaves like a dict)
+    kv: ObjectStates = field(default_factory=lambda: _objects())
     # (service, key) -> invocation holding the exclusive lock
     locks: dict[tuple[str, str], str] = field(default_factory=dict)
     # (service, key) -> waiting invocation ids in arrival order
@@ -204,3 +211,15 @@ class PartitionState:
     idempotency: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
     # Which keys of the tables above apply changed (not state: never snapshotted or compared).
     changes: ChangeSet = field(default_factory=ChangeSet, compare=False, repr=False)
+
+
+def _table() -> InvocationTable:
+    from rstq.core.invocations import InvocationTable  # it builds on the classes above
+
+    return InvocationTable()
+
+
+def _objects() -> ObjectStates:
+    from rstq.core.objects import ObjectStates
+
+    return ObjectStates()

@@ -20,19 +20,26 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from rstq.core.changes import ChangeFeed
-from rstq.core.model import PartitionState
+from rstq.core.changes import ChangeFeed, Keyed
+from rstq.core.model import COMPLETED, PartitionState
 from rstq.core.snapshot import load_latest, oldest_snapshot_lsn, write_snapshot
-from rstq.core.store import StoreError, StoreLockedError, open_store
+from rstq.core.store import StoreError, StoreLockedError, keys, open_store, records
 from rstq.core.store import state as stored
-from rstq.core.store.api import PartitionStore
+from rstq.core.store.api import PartitionStore, Snapshot
+from rstq.core.store.history import History, SegmentMeta, new_segment_id, write_segment
 
 log = logging.getLogger(__name__)
 
+SEGMENT_ROWS = 4096  # completed invocations in the hot store that make a history segment
+MAX_SEGMENT_ROWS = 65_536
+DROP_GRACE_MS = 60_000  # a segment goes this long after its last row expired
+SEGMENTS_FILE = "rstq-segments"  # in a checkpoint: the history segments it refers to
 KEEP = 2  # checkpoints (or snapshots) kept: the newest may be damaged, the older one is there
 CHECKPOINT_EVERY = 20_000  # applied commands between store checkpoints
 REOPEN_EVERY_S = 5.0
@@ -104,19 +111,38 @@ AUTO_MIN = 20_000
 AUTO_FACTOR = 4
 
 
+@dataclass
+class HistoryMove:
+    """One move of completed invocations from the hot store into a segment."""
+
+    ids: list[str]
+    snapshot: Snapshot
+    feed: ChangeFeed  # what apply touches meanwhile (those stay hot)
+    segment_id: str
+    created_lsn: int
+    journal_len: dict[str, int] = field(default_factory=dict)
+    meta: SegmentMeta | None = None
+
+
 class StorePersistence:
     """The partition store, written after every batch; checkpoints for restart points."""
 
     def __init__(self, directory: Path, engine: str = "rocksdb",
-                 checkpoint_every: int | None = None, cache_bytes: int | None = None) -> None:
+                 checkpoint_every: int | None = None, cache_bytes: int | None = None,
+                 cache_size: int | None = None, segment_rows: int | None = None) -> None:
         self.directory = directory
         self.engine = engine
         self.checkpoint_every = checkpoint_every or CHECKPOINT_EVERY
         self.cache_bytes = cache_bytes
+        self.cache_size = cache_size
+        self.segment_rows = segment_rows or SEGMENT_ROWS
+        self.history = History(directory / "history")
+        self._moving = threading.Lock()  # held from a history move's start to its commit
         self.store: PartitionStore | None = None
         self.writer: stored.StateWriter | None = None
         self._feed: ChangeFeed | None = None
         self.write_s = 0.0  # time spent writing batches (a statistic)
+        self.moves = 0  # history segments written
         self.behind = False  # the last write was refused: the store is behind the state
         self._reopened_at = 0.0
 
@@ -135,11 +161,13 @@ class StorePersistence:
         if lsn is not None and lsn > log_end:
             store = self._behind_the_log(store, lsn, log_end)
             lsn = stored.applied_lsn(store)
+        backing = stored.StoreBacking(store, self.history)
         if lsn is None:  # a new store: a fresh partition, or one written with snapshots
             state = SnapshotPersistence(self.directory).recover(partition_id, partitions)
             migrated = state.applied_lsn > 0
         else:
-            state = stored.load(store, partition_id, partitions)
+            self.history.load(store)
+            state = stored.load(store, partition_id, partitions, backing, self.cache_size)
             migrated = False
         self.store = store
         self.writer = stored.StateWriter(store, state)
@@ -149,6 +177,15 @@ class StorePersistence:
                 log.warning("partition %d: state migrated from the snapshot at lsn %d into "
                             "the partition store (%s)", partition_id, state.applied_lsn,
                             self.store_dir)
+            # From now on completed invocations and cold objects live on disk too.
+            state.invocations.backing = backing
+            state.kv.backing = backing
+            state.kv.lru.update((obj, None) for obj in state.kv.mem)
+            if self.cache_size is not None:
+                state.invocations.cache_size = self.cache_size
+            state.invocations.evict()
+            state.kv.evict()
+        self._collect()  # segment files of a move that did not commit (a crash)
         self._feed = state.changes.subscribe()
         return state
 
@@ -217,7 +254,7 @@ class StorePersistence:
         t0 = time.perf_counter()
         changes = self._feed.take()
         try:
-            self.writer.write(state, changes)
+            self.writer.write(state, changes, history=self.history)
         except (StoreError, OSError, ValueError) as e:  # ValueError: a key the store refuses
             for table, keys in changes.items():  # written with the next batch, as they are then
                 self._feed.keys[table] |= keys
@@ -231,7 +268,123 @@ class StorePersistence:
             if self.behind:
                 log.warning("partition %d: the store caught up", state.partition_id)
             self.behind = False
+            state.invocations.evict()
+            state.kv.evict()
         self.write_s += time.perf_counter() - t0
+
+    # --- history: completed invocations move into segments --------------------------------
+
+    def move_due(self, state: PartitionState) -> bool:
+        return (len(state.invocations.hot_completed) >= self.segment_rows and not self.behind
+                and self.store is not None and not self._moving.locked())
+
+    def start_move(self, state: PartitionState) -> HistoryMove | None:
+        """Begin moving the hot completed invocations into a new segment (on the loop)."""
+        if not self.move_due(state) or not self._moving.acquire(blocking=False):
+            return None
+        assert self.store is not None
+        ids = sorted(state.invocations.hot_completed)[:MAX_SEGMENT_ROWS]
+        return HistoryMove(ids, self.store.snapshot(), state.changes.subscribe(),
+                           new_segment_id(state.applied_lsn), state.applied_lsn)
+
+    def build_move(self, move: HistoryMove) -> None:
+        """Read the invocations from the move's store snapshot and write the segment file
+        (in a thread: the partition goes on meanwhile)."""
+        invs = []
+        with move.snapshot as view:
+            for inv_id in move.ids:
+                raw = view.get(keys.status_key(inv_id))
+                if raw is None:
+                    continue
+                inv = stored.read_invocation(view, inv_id, raw)
+                if inv.status == COMPLETED:
+                    invs.append(inv)
+                    move.journal_len[inv_id] = len(inv.journal)
+        move.meta = write_segment(self.history.directory, move.segment_id, invs,
+                                  move.created_lsn)
+        for encode in list(self.history.encoders):
+            try:
+                encode(self.history.directory, move.segment_id, invs)
+            except Exception:  # noqa: BLE001 - derived files are rebuilt when read
+                log.exception("history segment %s: encoder failed", move.segment_id)
+
+    def commit_move(self, move: HistoryMove, state: PartitionState) -> None:
+        """Record the segment and drop the hot rows it replaces, in one store batch (on the
+        loop, between two applied batches). Invocations touched since the move began keep
+        their hot rows; their copy in the segment is tombstoned."""
+        try:
+            assert self.store is not None and move.meta is not None
+            changed = move.feed.take()[Keyed.INVOCATIONS]
+            state.changes.unsubscribe(move.feed)
+            if self.behind:
+                raise StoreError("the store is behind the state: history move abandoned")
+            b = self.store.batch()
+            moved, void = [], []
+            for inv_id, n in move.journal_len.items():
+                if inv_id in changed:
+                    b.put(keys.tombstone_key(move.segment_id, inv_id), b"")
+                    void.append(keys.inv_raw(inv_id))
+                    continue
+                b.delete(keys.status_key(inv_id))
+                for i in range(n):
+                    b.delete(keys.journal_key(inv_id, i))
+                b.put(keys.history_key(inv_id), move.segment_id.encode())
+                moved.append(inv_id)
+            b.put(keys.segment_key(move.segment_id), records.encode(move.meta))
+            self.store.write(b)
+            self.history.add(move.meta)
+            for raw in void:
+                self.history.tombstone(move.segment_id, raw)
+            state.invocations.moved(moved, move.segment_id)
+            for inv_id in moved:  # the SQL views drop their hot rows (history has them)
+                state.changes.mark(Keyed.INVOCATIONS, inv_id)
+            self.moves += 1
+        finally:
+            state.changes.unsubscribe(move.feed)
+            self._moving.release()
+
+    def abort_move(self, move: HistoryMove, state: PartitionState) -> None:
+        state.changes.unsubscribe(move.feed)
+        move.snapshot.close()
+        self._moving.release()
+
+    def drop_expired(self, now_ms: int) -> int:
+        """Drop the segments whose every row expired (whole: manifest row, index rows,
+        tombstones). The files go later (`_collect`), once no kept checkpoint needs them."""
+        if self.store is None or self.behind:
+            return 0
+        dropped = 0
+        for sid in self.history.expired(now_ms, DROP_GRACE_MS):
+            seg = self.history.segments[sid]
+            b = self.store.batch()
+            mine = sid.encode()
+            for raw in seg.table.column("id").to_pylist():
+                assert isinstance(raw, bytes)
+                if self.store.get(keys.history_key(raw)) == mine:  # not a newer copy's
+                    b.delete(keys.history_key(raw))
+            for key, _ in self.store.iterate_prefix(keys.tombstone_prefix(sid)):
+                b.delete(key)
+            b.delete(keys.segment_key(sid))
+            self.store.write(b)
+            self.history.drop(sid)
+            dropped += 1
+        return dropped
+
+    def _collect(self) -> None:
+        """Delete segment files that neither the live store nor a kept checkpoint lists."""
+        if not self._moving.acquire(blocking=False):
+            return  # a move is writing its file: next time
+        try:
+            referenced: set[str] = set()
+            for cp in self._checkpoints():
+                listed = cp / SEGMENTS_FILE
+                try:
+                    referenced |= set(listed.read_text().split())
+                except OSError:
+                    pass  # an older checkpoint without a list: it has no segments
+            self.history.collect(referenced)
+        finally:
+            self._moving.release()
 
     def _reopen_if_stuck(self) -> None:
         """RocksDB stops taking writes after some I/O errors (its background error) until it
@@ -260,11 +413,16 @@ class StorePersistence:
         root = self.checkpoints_dir
         root.mkdir(exist_ok=True)
         lsn = state.applied_lsn
+        self.drop_expired(state.invocations.now)
         final = root / f"{lsn:020d}"
         if not final.exists():
             self.store.checkpoint(final)
+            # After: a move committing meanwhile makes this a superset, which keeps files.
+            segments = " ".join(sorted(self.history.segments))
+            (final / SEGMENTS_FILE).write_text(segments)
         for old in self._checkpoints()[:-KEEP]:
             shutil.rmtree(old, ignore_errors=True)
+        self._collect()
         return lsn
 
     def _checkpoints(self) -> list[Path]:

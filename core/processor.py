@@ -28,7 +28,12 @@ from rstq.core.clock import Clock
 from rstq.core.log.api import Log, LogFull
 from rstq.core.metrics import PartitionMetrics
 from rstq.core.model import INVOKED, PartitionState
-from rstq.core.persistence import Persistence, SnapshotPersistence, StorePersistence
+from rstq.core.persistence import (
+    HistoryMove,
+    Persistence,
+    SnapshotPersistence,
+    StorePersistence,
+)
 from rstq.core.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,9 @@ class ProcessorConfig:
     # (whole-state Arrow snapshots, the format before the store).
     store: str = "rocksdb"
     store_cache_bytes: int | None = None
+    # Completed invocations kept in memory per partition (the rest are read from disk).
+    cache_size: int | None = None
+    segment_rows: int | None = None  # hot completed invocations that make a history segment
 
 
 @dataclass
@@ -89,7 +97,7 @@ def persistence_for(directory: Path, config: ProcessorConfig) -> Persistence:
     if config.store == "snapshot":
         return SnapshotPersistence(directory, config.snapshot_every)
     return StorePersistence(directory, config.store, config.snapshot_every,
-                            config.store_cache_bytes)
+                            config.store_cache_bytes, config.cache_size, config.segment_rows)
 
 
 class PartitionProcessor:
@@ -125,6 +133,7 @@ class PartitionProcessor:
         self._closing = False
         self._fatal: BaseException | None = None
         self._recovered = False
+        self._move: asyncio.Task[None] | None = None  # a history move in progress
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -146,7 +155,7 @@ class PartitionProcessor:
         redo: list[a.Action] = []
         for timer in self.state.timers.values():
             heapq.heappush(self._timers, (timer.fire_at, timer.timer_id))
-        for inv in self.state.invocations.values():
+        for inv in self.state.invocations.live():
             if inv.status == INVOKED:
                 redo.append(a.StartAttempt(inv.invocation_id, inv.epoch))
         for msg in sorted(self.state.outbox.values(), key=lambda m: m.seq):
@@ -175,6 +184,8 @@ class PartitionProcessor:
                 pass
             except Exception:  # the loop's own failure, already logged and kept in _fatal
                 pass
+        if self._move is not None:  # let a history move finish (its thread cannot stop)
+            await asyncio.gather(self._move, return_exceptions=True)
         # Whatever was queued but not appended: fail it, the caller was not acknowledged.
         for p in self._queue:
             if not p.future.done():
@@ -285,8 +296,32 @@ class PartitionProcessor:
         for p, actions in zip(accepted, results, strict=False):
             if not p.future.done():
                 p.future.set_result(actions)
+        if self._move is None and isinstance(self.persistence, StorePersistence):
+            move = self.persistence.start_move(self.state)
+            if move is not None:
+                self._move = asyncio.create_task(self._move_history(move),
+                                                 name=f"history-{self.partition_id}")
         if self.persistence.due(self._since_snapshot, self.state):
             await self._snapshot_and_trim()
+
+    async def _move_history(self, move: HistoryMove) -> None:
+        """Completed invocations into a history segment: the file is written in a thread
+        while the partition goes on; the store batch that records it runs on the loop."""
+        assert isinstance(self.persistence, StorePersistence)
+        try:
+            await asyncio.to_thread(self.persistence.build_move, move)
+        except (OSError, StoreError) as e:
+            log.warning("partition %d: history move failed: %s", self.partition_id, e)
+            self.persistence.abort_move(move, self.state)
+            self._move = None
+            return
+        try:
+            self.persistence.commit_move(move, self.state)
+            self.version += 1  # the SQL views see the segment
+        except (OSError, StoreError) as e:
+            log.warning("partition %d: history move not recorded: %s", self.partition_id, e)
+        finally:
+            self._move = None
 
     async def _snapshot_and_trim(self) -> None:
         # The state must not change while it is written: this partition's loop waits here (no

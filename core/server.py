@@ -55,6 +55,8 @@ class ServerConfig:
     snapshot_every: int | None = None  # None: auto, see ProcessorConfig
     store: str = "rocksdb"  # rocksdb | lmdb | snapshot (rstq.core.persistence)
     store_cache_bytes: int | None = None
+    cache_size: int | None = None  # completed invocations in memory per partition
+    segment_rows: int | None = None  # completed invocations per history segment (tests)
     ingress_bind: str | None = "127.0.0.1:8080"  # None: no listener (in-process tests)
     admin_bind: str | None = "127.0.0.1:9070"
     enable_protocol_v7: bool = False
@@ -175,7 +177,9 @@ class Server:
                                          enable_v7=self.config.enable_protocol_v7)
         cfg = ProcessorConfig(snapshot_every=self.config.snapshot_every,
                               store=self.config.store,
-                              store_cache_bytes=self.config.store_cache_bytes)
+                              store_cache_bytes=self.config.store_cache_bytes,
+                              cache_size=self.config.cache_size,
+                              segment_rows=self.config.segment_rows)
         self._redo = []
         for i in range(n):
             pm = self.metrics.partition(i)

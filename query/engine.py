@@ -31,10 +31,11 @@ from rstq.query import tables as t
 from rstq.query.api import QueryError, TableDef
 from rstq.query.governor import CpuMeter, Governor
 from rstq.query.tables.base import Cols, Kind, Select, to_batch
-from rstq.query.views import STORE_NAMES, Node, Snapshot
+from rstq.query.views import STORE_NAMES, Snapshot
 
 if TYPE_CHECKING:
     from rstq.query.source import Materializer
+    from rstq.query.views import ReadNode
 
 T = TypeVar("T")
 CATALOG = "restate"
@@ -171,7 +172,7 @@ class Engine:
         self._builder: SessionContext | None = None
         # (table, columns) -> (what it was built from, the provider)
         self._cache: dict[tuple[str, Cols],
-                          tuple[tuple[tuple[Node, ...], ...] | pa.RecordBatch, Table]] = {}
+                          tuple[tuple[tuple[ReadNode, ...], ...] | pa.RecordBatch, Table]] = {}
         self._empties: dict[str, Table] = {}
         self._lock = threading.Lock()
         # Hooks for other layers (e.g. pg_catalog for the Postgres wire server).
@@ -393,8 +394,8 @@ class Engine:
         nodes = snap.stores[read.store.name]
         return self._table(td, nodes, (nodes, read.select, cols))
 
-    def _table(self, td: TableDef, key: tuple[tuple[Node, ...], ...] | pa.RecordBatch,
-               parts: list[list[pa.RecordBatch]] | tuple[tuple[tuple[Node, ...], ...],
+    def _table(self, td: TableDef, key: tuple[tuple[ReadNode, ...], ...] | pa.RecordBatch,
+               parts: list[list[pa.RecordBatch]] | tuple[tuple[tuple[ReadNode, ...], ...],
                                                        Select | None, Cols]) -> Table:
         slot = (td.name, parts[2] if isinstance(parts, tuple) else None)
         cached = self._cache.get(slot)
@@ -423,7 +424,7 @@ class Engine:
         return table
 
 
-def _parts(td: TableDef, nodes: tuple[tuple[Node, ...], ...], derive: Select | None,
+def _parts(td: TableDef, nodes: tuple[tuple[ReadNode, ...], ...], derive: Select | None,
            cols: Cols = None) -> list[list[pa.RecordBatch]]:
     """The table's batches per partition, with (at least) the columns `cols` filled in."""
     out: list[list[pa.RecordBatch]] = []

@@ -16,6 +16,7 @@ import pyarrow as pa
 from rstq.core.model import PartitionState
 from rstq.query import tables as t
 from rstq.query.governor import CpuMeter
+from rstq.query.history import HistoryNodes
 from rstq.query.tables import STORES, sys_deployment, sys_partition, sys_service
 from rstq.query.tables.base import RowContext
 from rstq.query.views import PartitionViews, Snapshot
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from rstq.core.ports import SchemaSource
     from rstq.core.processor import PartitionProcessor
     from rstq.core.schema import Schema
+    from rstq.core.store.history import History
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class PartitionSource:
     durable_lsn: int | None = None
     first_lsn: int | None = None
     snapshot_lsn: int | None = None
+    history: History | None = None  # completed invocations in segment files (a store)
 
 
 class Materializer:
@@ -42,6 +45,7 @@ class Materializer:
         # An INVOKED invocation is `running` when an attempt runs, else `ready`.
         self.rows = RowContext(in_flight) if in_flight is not None else RowContext()
         self.views: list[PartitionViews] = []
+        self.history: list[HistoryNodes] = []
         self._snapshot: Snapshot | None = None
         self._schema_key: tuple[int, int] | None = None
         self._schema_tables: dict[str, pa.RecordBatch] = {}
@@ -52,6 +56,7 @@ class Materializer:
     def _views(self, n: int) -> list[PartitionViews]:
         while len(self.views) < n:
             self.views.append(PartitionViews(len(self.views)))
+            self.history.append(HistoryNodes())
         return self.views[:n]
 
     async def catch_up(self, parts: Sequence[PartitionSource], budget: int = 2000,
@@ -99,8 +104,8 @@ class Materializer:
             self._schema_tables = schema_tables(schema)
             changed = True
         pkey = tuple((s.state.applied_lsn, s.durable_lsn, s.first_lsn, s.snapshot_lsn,
-                      len(s.state.invocations), pv.epoch)
-                     for s, pv in zip(parts, views, strict=True))
+                      len(s.state.invocations), pv.epoch, h.key(s.history, _now(s)))
+                     for s, pv, h in zip(parts, views, self.history, strict=False))
         if pkey != self._partition_key:
             self._partition_key = pkey
             changed = True
@@ -109,9 +114,17 @@ class Materializer:
         self.generation += 1
         small = dict(self._schema_tables)
         small[t.SYS_PARTITION.name] = sys_partition.batch(parts, [v.version for v in views])
-        all_stores = {s.name: tuple(pv.lanes[s.name].nodes for pv in views) for s in STORES}
+        all_stores = {s.name: tuple(pv.lanes[s.name].nodes + h.nodes(src.history, s, _now(src))
+                                    for pv, h, src in zip(views, self.history, parts,
+                                                          strict=False))
+                      for s in STORES}
         self._snapshot = Snapshot(self.generation, all_stores, small)
         return self._snapshot
+
+
+def _now(src: PartitionSource) -> int:
+    """The partition's time (its last command's): what expiry is judged by, as in apply."""
+    return getattr(src.state.invocations, "now", 0)
 
 
 def schema_tables(schema: Schema | None) -> dict[str, pa.RecordBatch]:
@@ -136,7 +149,8 @@ class ServerSource(Protocol):
 
 def server_sources(server: ServerSource) -> list[PartitionSource]:
     return [PartitionSource(p.state, p.version, p.log.durable_lsn, p.log.first_lsn,
-                            p.stats.snapshot_lsn) for p in server.processors]
+                            p.stats.snapshot_lsn, getattr(p.persistence, "history", None))
+            for p in server.processors]
 
 
 def server_in_flight(server: ServerSource) -> Callable[[str], bool]:

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -520,10 +520,17 @@ class PartitionViews:
         return changed
 
 
+if TYPE_CHECKING:
+    from rstq.query.history import HistoryNode
+
+    ReadNode: TypeAlias = Node | HistoryNode  # what a lane holds: view nodes, then history segments
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """Everything a query sees: per store, per partition, the nodes; plus the small tables."""
+    """Everything a query sees: per store, per partition, the nodes (the views', then the
+    history segments'); plus the small tables."""
 
     generation: int
-    stores: dict[str, tuple[tuple[Node, ...], ...]]
+    stores: dict[str, tuple[tuple[ReadNode, ...], ...]]
     small: dict[str, pa.RecordBatch]

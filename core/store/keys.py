@@ -20,7 +20,8 @@ Tables (value in brackets; records are encoded by the caller):
   0x02 dedup        | u32 source partition               [u64 BE] highest seq applied
   0x10 status       | inv                                [invocation status record]
   0x11 journal      | inv | u32 entry index              [journal entry]
-  0x12 retention    | u64 expires at (ms) | inv          [b""] purge index by expiry time
+  0x12 retention    | u64 expires at (ms) | inv          [b""] (reserved, unused)
+  0x13 history      | inv                                [segment id] completed, in a segment
   0x20 state        | text service | text key | blob name [value]
   0x21 lock         | text service | text key            [inv holding the exclusive lock]
   0x22 inbox        | text service | text key | u64 seq  [inv] arrival order per object
@@ -28,6 +29,8 @@ Tables (value in brackets; records are encoded by the caller):
   0x24 idempotency  | text service | text key | text handler | text idempotency key  [inv]
   0x30 timer        | u64 fire at (ms) | text timer id   [timer record]
   0x40 outbox       | u64 seq                            [message]
+  0x50 segment      | text segment id                    [segment record] history manifest
+  0x51 tombstone    | text segment id | inv              [b""] a segment row no longer valid
 
 So the scans the partition needs are ranges: an object's state or inbox (prefix service, key),
 one invocation's journal (prefix inv), timers due by t (timer table up to fire time t + 1),
@@ -57,6 +60,7 @@ class Table(enum.IntEnum):
     STATUS = 0x10
     JOURNAL = 0x11
     RETENTION = 0x12
+    HISTORY = 0x13
     STATE = 0x20
     LOCK = 0x21
     INBOX = 0x22
@@ -64,6 +68,8 @@ class Table(enum.IntEnum):
     IDEMPOTENCY = 0x24
     TIMER = 0x30
     OUTBOX = 0x40
+    SEGMENT = 0x50
+    TOMBSTONE = 0x51
 
 
 class Fsm(enum.IntEnum):
@@ -72,6 +78,7 @@ class Fsm(enum.IntEnum):
     APPLIED_LSN = 1  # the log position the store reflects, written in every batch
     INBOX_SEQ = 2
     OUTBOX_NEXT_SEQ = 3
+    NOW = 4  # the latest command time applied (expiry of completed invocations is relative)
 
 
 class Kind(enum.Enum):
@@ -97,6 +104,9 @@ SCHEMA: dict[Table, tuple[Kind, ...]] = {
     Table.IDEMPOTENCY: (K.TEXT, K.TEXT, K.TEXT, K.TEXT),
     Table.TIMER: (K.U64, K.TEXT),
     Table.OUTBOX: (K.U64,),
+    Table.SEGMENT: (K.TEXT,),
+    Table.TOMBSTONE: (K.TEXT, K.INV),
+    Table.HISTORY: (K.INV,),
 }
 _WIDTH = {K.U8: 1, K.U32: 4, K.U64: 8}
 _TERM = b"\x00\x01"
@@ -233,6 +243,7 @@ def decode(k: bytes) -> tuple[Table, tuple[Field, ...]]:
 
 _STATUS = bytes((Table.STATUS,))
 _JOURNAL = bytes((Table.JOURNAL,))
+_HISTORY = bytes((Table.HISTORY,))
 
 
 def fsm_key(field: Fsm) -> bytes:
@@ -254,6 +265,22 @@ def journal_key(invocation_id: str | bytes, index: int) -> bytes:
 def journal_prefix(invocation_id: str | bytes) -> bytes:
     """Prefix of one invocation's journal entries (they scan in index order)."""
     return _JOURNAL + _inv(invocation_id)
+
+
+def history_key(invocation_id: str | bytes) -> bytes:
+    return _HISTORY + _inv(invocation_id)
+
+
+def segment_key(segment_id: str) -> bytes:
+    return key(Table.SEGMENT, segment_id)
+
+
+def tombstone_key(segment_id: str, invocation_id: str | bytes) -> bytes:
+    return key(Table.TOMBSTONE, segment_id, _inv(invocation_id))
+
+
+def tombstone_prefix(segment_id: str) -> bytes:
+    return prefix(Table.TOMBSTONE, segment_id)
 
 
 def retention_key(expires_at_ms: int, invocation_id: str | bytes) -> bytes:

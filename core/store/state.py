@@ -23,15 +23,101 @@ from collections import deque
 from collections.abc import Hashable, Iterator, Sequence
 
 from rstq.core.changes import Keyed
-from rstq.core.model import Invocation, JournalEntry, OutboxMessage, PartitionState, Promise, Timer
+from rstq.core.invocations import DEFAULT_CACHE, InvocationTable, Loc
+from rstq.core.model import (
+    COMPLETED,
+    Invocation,
+    JournalEntry,
+    OutboxMessage,
+    PartitionState,
+    Promise,
+    Timer,
+)
+from rstq.core.objects import DEFAULT_CACHE as OBJECTS_CACHE
+from rstq.core.objects import ObjectStates
 from rstq.core.store import keys as k
 from rstq.core.store import records
-from rstq.core.store.api import PartitionStore, ReadView, StoreError, WriteBatch
+from rstq.core.store.api import PartitionStore, ReadView, StoreError, WriteBatch, prefix_end
+from rstq.core.store.history import History
 
 _NO_JOURNAL = ("journal",)
+_STATUS_V2 = b"\x02"  # status rows: this byte, the journal length (u32), the record
 _INBOX_SEQ = k.fsm_key(k.Fsm.INBOX_SEQ)
 _OUTBOX_NEXT_SEQ = k.fsm_key(k.Fsm.OUTBOX_NEXT_SEQ)
 _APPLIED_LSN = k.fsm_key(k.Fsm.APPLIED_LSN)
+_NOW = k.fsm_key(k.Fsm.NOW)
+
+
+class StoreBacking:
+    """The partition store (and its history segments) behind an `InvocationTable`."""
+
+    def __init__(self, store: PartitionStore, history: History) -> None:
+        self.store = store
+        self.history = history
+
+    def load(self, inv_id: str) -> tuple[Invocation, Loc] | None:
+        inv = self.load_hot(inv_id)
+        if inv is not None:
+            return inv, len(inv.journal)
+        raw = self.store.get(k.history_key(inv_id))
+        if raw is None:
+            return None
+        segment = raw.decode()
+        got = self.history.lookup(segment, k.inv_raw(inv_id))
+        return None if got is None else (got, segment)
+
+    def load_hot(self, inv_id: str) -> Invocation | None:
+        raw = self.store.get(k.status_key(inv_id))
+        return None if raw is None else read_invocation(self.store, inv_id, raw)
+
+    def stored_count(self) -> int:
+        return self.history.rows
+
+    def load_state(self, obj: tuple[str, str]) -> dict[bytes, bytes] | None:
+        out = {_bytes(k.fields_of(key, k.Table.STATE)[2]): value
+               for key, value in self.store.iterate_prefix(k.state_prefix(*obj))}
+        return out or None
+
+    def stored_objects(self) -> Iterator[tuple[str, str]]:
+        last: tuple[str, str] | None = None
+        for key, _ in _rows(self.store, k.Table.STATE):
+            service, obj, _name = _fields(key, k.Table.STATE)
+            pair = (_str(service), _str(obj))
+            if pair != last:
+                last = pair
+                yield pair
+
+    def history_ids(self) -> Iterator[str]:
+        for seg in list(self.history.segments.values()):
+            void = self.history.tombstones.get(seg.meta.segment_id, set())
+            for raw, inv_id in zip(seg.table.column("id").to_pylist(),
+                                   seg.table.column("invocation_id").to_pylist(), strict=True):
+                if raw not in void:
+                    yield str(inv_id)
+
+
+def status_value(inv: Invocation) -> bytes:
+    """An invocation's status row: its journal length (u32), then its record."""
+    return _STATUS_V2 + len(inv.journal).to_bytes(4, "big") + records.encode(inv, _NO_JOURNAL)
+
+
+def read_invocation(view: ReadView, inv_id: str, raw: bytes) -> Invocation:
+    """The invocation of status row `raw`, with its journal."""
+    if raw[:1] == _STATUS_V2:
+        n: int | None = int.from_bytes(raw[1:5], "big")
+        inv = records.decode(Invocation, raw[5:], _NO_JOURNAL)
+    else:  # the first format: the record alone; the journal is every row of its prefix
+        n = None
+        inv = records.decode(Invocation, raw, _NO_JOURNAL)
+    if n == 0:
+        return inv
+    start = k.journal_prefix(inv_id)
+    end = prefix_end(start) if n is None else k.journal_key(inv_id, n)
+    for _key, value in view.iterate(start, end):
+        inv.journal.append(records.decode(JournalEntry, value))
+    if n is not None and len(inv.journal) != n:
+        raise StoreError(f"journal of {inv_id}: {len(inv.journal)} entries stored, {n} due")
+    return inv
 
 
 class StateWriter:
@@ -39,14 +125,15 @@ class StateWriter:
 
     def __init__(self, store: PartitionStore, state: PartitionState) -> None:
         self.store = store
-        # What is in the store that the rows alone do not say cheaply: journal lengths and
-        # timer fire times (their keys), inbound dedup and outbox as last written.
-        self._journal_len = {i: len(inv.journal) for i, inv in state.invocations.items()}
+        # What is in the store that the rows alone do not say cheaply: timer fire times
+        # (their keys), inbound dedup and outbox as last written. (Where each invocation is
+        # stored, the invocation table knows: `InvocationTable.loc`.)
         self._timer_at = {t.timer_id: t.fire_at for t in state.timers.values()}
         self._inbound = dict(state.inbound_seq)
         self._outbox = set(state.outbox)
-        self._new_journal: dict[str, int | None] = {}
         self._new_timers: dict[str, int | None] = {}
+        self._placed: dict[str, Loc | None] = {}
+        self._tombstones: list[tuple[str, bytes]] = []
         self._seqs = (-1, -1)  # inbox and outbox sequences as written (-1: not yet)
         self._new_seqs = self._seqs
         self.batches = 0
@@ -54,7 +141,6 @@ class StateWriter:
 
     def write_all(self, state: PartitionState, sync: bool = True) -> None:
         """Write the whole state (a new store, or a migration from a snapshot)."""
-        self._journal_len = {}
         self._timer_at = {}
         self._inbound = {}
         self._outbox = set()
@@ -62,14 +148,15 @@ class StateWriter:
         self.write(state, every, sync=sync)
 
     def write(self, state: PartitionState, changes: dict[Keyed, set[Hashable]],
-              sync: bool = False) -> None:
+              sync: bool = False, history: History | None = None) -> None:
         """Write the rows of `changes`. Atomic: when the store refuses the batch (e.g. a full
         disk) nothing is written and nothing here changes, so writing the same keys again
         later (their rows as they are then) is correct."""
-        # What this batch will have written: applied to the writer's memory only once the
-        # store took the batch.
-        self._new_journal = {}
+        # What this batch will have written: applied to the writer's and the invocation
+        # table's memory only once the store took the batch.
         self._new_timers = {}
+        self._placed = {}
+        self._tombstones = []
         self._new_seqs = self._seqs
         inbound, outbox = self._inbound, self._outbox
         try:
@@ -77,23 +164,26 @@ class StateWriter:
         except BaseException:
             self._inbound, self._outbox = inbound, outbox
             raise
-        for inv_id, n in self._new_journal.items():
-            if n is None:
-                self._journal_len.pop(inv_id, None)
-            else:
-                self._journal_len[inv_id] = n
         for tid, at in self._new_timers.items():
             if at is None:
                 self._timer_at.pop(tid, None)
             else:
                 self._timer_at[tid] = at
         self._seqs = self._new_seqs
+        state.invocations.written(self._placed)
+        state.kv.written()
+        if history is not None:
+            for segment, raw in self._tombstones:
+                history.tombstone(segment, raw)
 
     def _write(self, state: PartitionState, changes: dict[Keyed, set[Hashable]],
                sync: bool) -> None:
         b = self.store.batch()
         for inv_id in changes[Keyed.INVOCATIONS]:
             self._invocation(b, state, str(inv_id))
+        for inv_id in list(state.invocations.removed):  # removed without a mark (none today)
+            if inv_id not in self._placed:
+                self._invocation(b, state, inv_id)
         for key in changes[Keyed.KV]:
             self._kv(b, state, _pair(key))
         for key in changes[Keyed.LOCKS]:
@@ -128,30 +218,52 @@ class StateWriter:
             b.put(_OUTBOX_NEXT_SEQ, k.u64(seqs[1]))
             self._new_seqs = seqs
         b.put(_APPLIED_LSN, k.u64(state.applied_lsn))
+        b.put(_NOW, k.u64(state.invocations.now))
         self.rows += len(b)
         self.batches += 1
         self.store.write(b, sync=sync)
 
     def _invocation(self, b: WriteBatch, state: PartitionState, inv_id: str) -> None:
-        inv = state.invocations.get(inv_id)
-        written = self._journal_len.get(inv_id, 0)
+        table = state.invocations
+        inv = table.mem.get(inv_id)
+        gone = table.removed.get(inv_id)
+        if gone is not None and gone[0] is not inv:  # deleted (maybe replaced) since written
+            where = gone[1]
+            if isinstance(where, int):
+                b.delete(k.status_key(inv_id))
+                for i in range(where):
+                    b.delete(k.journal_key(inv_id, i))
+            elif isinstance(where, str):  # in a segment: its row there is void from now on
+                b.delete(k.history_key(inv_id))
+                b.put(k.tombstone_key(where, inv_id), b"")
+                self._tombstones.append((where, k.inv_raw(inv_id)))
+            written = 0
+        else:
+            where = table.loc.get(inv_id)
+            if isinstance(where, str):
+                self._placed[inv_id] = where  # in a segment: completed, so unchanged
+                return
+            written = where or 0
         if inv is None:
-            b.delete(k.status_key(inv_id))
-            for i in range(written):
-                b.delete(k.journal_key(inv_id, i))
-            self._new_journal[inv_id] = None
-            return
-        b.put(k.status_key(inv_id), records.encode(inv, _NO_JOURNAL))
+            if gone is not None:
+                self._placed[inv_id] = None
+            return  # (not resident and not removed: unchanged)
         n = len(inv.journal)
+        b.put(k.status_key(inv_id), status_value(inv))
         for i in range(written, n):  # appended since: entries never change once stored
             b.put(k.journal_key(inv_id, i), records.encode(inv.journal[i]))
         for i in range(n, written):  # the journal was dropped (retention 0 at completion)
             b.delete(k.journal_key(inv_id, i))
-        self._new_journal[inv_id] = n
+        self._placed[inv_id] = n
 
     def _kv(self, b: WriteBatch, state: PartitionState, key: tuple[str, str]) -> None:
         service, obj = key
-        current = state.kv.get(key) or {}
+        kv = state.kv
+        current = kv.mem.get(key)
+        if current is None:
+            if key not in kv.removed and kv.backing is not None:
+                return  # not resident, not removed: unchanged
+            current = {}
         for row, _ in self.store.iterate_prefix(k.state_prefix(service, obj)):
             if _bytes(k.fields_of(row, k.Table.STATE)[2]) not in current:
                 b.delete(row)
@@ -208,9 +320,16 @@ def applied_lsn(view: ReadView) -> int | None:
     return None if raw is None else k.read_u64(raw)
 
 
-def load(view: ReadView, partition_id: int, partitions: int) -> PartitionState:
-    """The whole partition state held by a store."""
+def load(view: ReadView, partition_id: int, partitions: int,
+         backing: StoreBacking | None = None, cache_size: int | None = None) -> PartitionState:
+    """The partition state held by a store. With a `backing`, only live invocations are
+    loaded (completed ones stay on disk: restart time does not grow with history);
+    without, every invocation is (tests, migration checks)."""
     state = PartitionState(partition_id, partitions)
+    if backing is not None:
+        state.invocations = InvocationTable(backing, cache_size or DEFAULT_CACHE)
+        state.kv = ObjectStates(backing, max(OBJECTS_CACHE, 10 * (cache_size or 0)))
+    table = state.invocations
     state.applied_lsn = applied_lsn(view) or 0
     raw = view.get(k.fsm_key(k.Fsm.INBOX_SEQ))
     if raw is not None:
@@ -218,17 +337,19 @@ def load(view: ReadView, partition_id: int, partitions: int) -> PartitionState:
     raw = view.get(k.fsm_key(k.Fsm.OUTBOX_NEXT_SEQ))
     if raw is not None:
         state.outbox_next_seq = k.read_u64(raw)
-    for _key, value in _rows(view, k.Table.STATUS):
-        inv = records.decode(Invocation, value, _NO_JOURNAL)
-        state.invocations[inv.invocation_id] = inv
-    for key, value in _rows(view, k.Table.JOURNAL):  # in (invocation, index) order
-        inv_field, index = _fields(key, k.Table.JOURNAL)
-        journal = state.invocations[_str(inv_field)].journal
-        if index != len(journal):
-            raise StoreError(f"journal of {_str(inv_field)}: entry {_int(index)} where "
-                             f"{len(journal)} was due")
-        journal.append(records.decode(JournalEntry, value))
-    for key, value in _rows(view, k.Table.STATE):
+    raw = view.get(_NOW)
+    if raw is not None:
+        table.now = k.read_u64(raw)
+    for key, value in _rows(view, k.Table.STATUS):
+        (inv_field,) = _fields(key, k.Table.STATUS)
+        inv_id = _str(inv_field)
+        if backing is not None and _completed(value):
+            table.hot_completed.add(inv_id)
+            continue
+        inv = read_invocation(view, inv_id, value)
+        table.mem[inv_id] = inv
+        table.loc[inv_id] = len(inv.journal)
+    for key, value in _rows(view, k.Table.STATE) if backing is None else ():  # else: lazily
         service, obj, name = _fields(key, k.Table.STATE)
         state.kv.setdefault((_str(service), _str(obj)), {})[_bytes(name)] = value
     for key, value in _rows(view, k.Table.LOCK):
@@ -255,6 +376,11 @@ def load(view: ReadView, partition_id: int, partitions: int) -> PartitionState:
         svc, obj, handler, ikey = _fields(key, k.Table.IDEMPOTENCY)
         state.idempotency[(_str(svc), _str(obj), _str(handler), _str(ikey))] = value.decode()
     return state
+
+
+def _completed(status_row: bytes) -> bool:
+    record = status_row[5:] if status_row[:1] == _STATUS_V2 else status_row
+    return records.decode(Invocation, record, _NO_JOURNAL).status == COMPLETED
 
 
 def _fields(key: bytes, table: k.Table) -> Sequence[k.Field]:

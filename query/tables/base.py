@@ -18,7 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from rstq.core.changes import Keyed
-from rstq.core.model import PartitionState
+from rstq.core.invocations import expired
+from rstq.core.model import Invocation, PartitionState
 from rstq.query.api import Column, TableDef
 
 U32 = pa.uint32()
@@ -111,8 +112,27 @@ class Store:
     deferred: frozenset[str] = frozenset()  # columns built only when read (views.Node)
 
     def keys(self, state: PartitionState) -> list[Hashable]:
-        """Every key of the source table (a full rebuild)."""
+        """Every key of the source table (a full rebuild); for invocations, those not in
+        history segments (the engine reads those from the segments' own files)."""
+        if self.source == Keyed.INVOCATIONS:
+            return list(state.invocations.hot_ids())
+        if self.source == Keyed.KV:
+            return list(state.kv.all_objects())
         return list(getattr(state, self.source.value))
+
+
+def hot_invocation(state: Any, inv_id: str) -> Invocation | None:
+    """The invocation as the views show it: not when a history segment holds it (read from
+    the segment instead), nor once expired (at the partition's time, as apply judges it).
+    A plain dict of invocations (history encoding): any."""
+    table = state.invocations
+    if not hasattr(table, "hot"):
+        got: Invocation | None = table.get(inv_id)
+        return got
+    inv: Invocation | None = table.hot(inv_id)
+    if inv is not None and expired(inv, table.now):
+        return None
+    return inv
 
 
 class Select:

@@ -29,6 +29,7 @@ from rstq.query.tables.base import (
     Table,
     col,
     failure_text,
+    hot_invocation,
     row_type,
 )
 
@@ -198,7 +199,7 @@ def _type_name(code: int | None) -> str | None:
 
 
 def rows(state: m.PartitionState, inv_id: str, ctx: RowContext) -> list[Row]:
-    inv = state.invocations.get(inv_id)
+    inv = hot_invocation(state, inv_id)
     if inv is None:
         return []
     return [invocation_row(inv, ctx.in_flight(inv_id))]

@@ -42,7 +42,7 @@ StateRow = row_type("StateRow", STATE.columns)
 
 
 def rows(state: m.PartitionState, key: tuple[str, str], _ctx: RowContext) -> list[Row]:
-    kv = state.kv.get(key)
+    kv = state.kv.peek(key) if hasattr(state.kv, "peek") else state.kv.get(key)
     if not kv:
         return []
     service, skey = key

@@ -27,6 +27,7 @@ from rstq.query.tables.base import (
     Store,
     Table,
     col,
+    hot_invocation,
 )
 
 SYS_JOURNAL = TableDef(
@@ -55,7 +56,7 @@ SYS_JOURNAL = TableDef(
 
 
 def rows(state: m.PartitionState, inv_id: str, _ctx: RowContext) -> list[Row]:
-    return proto(state.invocations.get(inv_id))
+    return proto(hot_invocation(state, inv_id))
 
 
 def proto(inv: m.Invocation | None) -> list[Row]:

@@ -29,6 +29,7 @@ from rstq.query.tables.base import (
     Store,
     Table,
     col,
+    hot_invocation,
     row_type,
 )
 
@@ -70,7 +71,7 @@ def event_json(event_type: str, fields: dict[str, Any]) -> str:
 
 
 def rows(state: m.PartitionState, inv_id: str, _ctx: RowContext) -> list[Row]:
-    inv = state.invocations.get(inv_id)
+    inv = hot_invocation(state, inv_id)
     if inv is None or not inv.events:
         return []
     return [EventRow(partition_key=inv.partition_key, id=inv_id, after_journal_entry_index=after,

@@ -17,6 +17,9 @@ from rstq.core.model import (
     SCHEDULED,
     SUSPENDED,
     PartitionState,
+    Timer,
+    TimerId,
+    TimerKind,
 )
 from rstq.protocol import ids as pids
 from rstq.protocol import messages as pm
@@ -175,7 +178,7 @@ def test_frames_of_an_older_attempt_are_fenced() -> None:
     assert len(s.inv(i).journal) == journal_len and s.inv(i).status == INVOKED
 
 
-def test_end_completes_answers_waiters_and_schedules_cleanup() -> None:
+def test_end_completes_answers_waiters_and_retention_ends_it_without_a_timer() -> None:
     s = Sim()
     i = new_id()
     s(invoke(i, completion_retention_ms=1000, journal_retention_ms=1000))
@@ -183,9 +186,24 @@ def test_end_completes_answers_waiters_and_schedules_cleanup() -> None:
     acts = s(c.End(i, 1))
     assert a.InvocationCompleted(i, b'"done"', None) in acts
     assert s.inv(i).status == COMPLETED and s.inv(i).completed_at == s.now
-    assert a.TimerSet(f"cleanup:{i}", s.now + 1000) in acts
+    assert not any(isinstance(x, a.TimerSet) for x in acts) and not s.state.timers
+    s.now += 998  # still retained at completed_at + 999
+    s(c.Cancel(i))  # a no-op on a completed invocation
+    assert i in s.state.invocations
+    s.now += 1  # completed_at + 1000 (the next command's time): gone for every lookup
+    s(c.Cancel(i))
+    assert i not in s.state.invocations and i not in s.state.invocations.mem
+
+
+def test_a_cleanup_timer_of_an_older_log_still_removes_it() -> None:
+    s = Sim()
+    i = new_id()
+    s(invoke(i, completion_retention_ms=10_000, journal_retention_ms=10_000))
+    s(output(i, 1, b'"done"'))
+    s(c.End(i, 1))
+    s.state.timers[f"cleanup:{i}"] = Timer.at(TimerId(TimerKind.CLEANUP, i), s.now + 1)
     s(c.TimerFired(f"cleanup:{i}"))
-    assert i not in s.state.invocations
+    assert i not in s.state.invocations.mem
 
 
 def test_zero_retention_forgets_the_invocation_at_once() -> None:

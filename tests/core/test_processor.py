@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -10,9 +11,11 @@ import pytest
 from rstq.core import actions as a
 from rstq.core import commands as c
 from rstq.core.clock import ManualClock
+from rstq.core.invocations import InvocationTable
 from rstq.core.log.api import FsyncPolicy
 from rstq.core.log.local import LocalLog
 from rstq.core.model import COMPLETED, PartitionState
+from rstq.core.objects import ObjectStates
 from rstq.core.persistence import StorePersistence
 from rstq.core.processor import PartitionProcessor, ProcessorConfig
 from rstq.core.snapshot import latest_snapshot_lsn, load_snapshot, state_to_tables
@@ -118,7 +121,13 @@ async def test_precheck_keeps_refused_commands_out_of_the_log(tmp_path: Path) ->
 
 
 def canonical_tables(state: PartitionState) -> dict[str, object]:
-    tables = state_to_tables(state)
+    """Every table, with every invocation (resident or on disk)."""
+    full = copy.copy(state)
+    full.invocations = InvocationTable()
+    full.invocations.mem.update(state.invocations.everything())
+    full.kv = ObjectStates()
+    full.kv.mem.update({o: state.kv.peek(o) or {} for o in state.kv.all_objects()})
+    tables = state_to_tables(full)
     return {name: sorted(t.to_pylist(), key=repr) for name, t in tables.items()}
 
 
