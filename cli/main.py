@@ -43,6 +43,9 @@ def main() -> None:
 @click.option("--cache-size", "cache_size", type=click.IntRange(min=0), default=None,
               help="Completed invocations kept in memory per partition (default 1000); the "
                    "rest of the history is read from disk when asked for.")
+@click.option("--segment-rows", type=click.IntRange(min=1), default=None,
+              help="Completed invocations that move together into a history segment "
+                   "(default 4096).")
 @click.option("--snapshot-every", type=int, default=None,
               help="Applied commands between restart points: store checkpoints (default "
                    "20000) or, with --store snapshot, snapshots (default: auto, at least 20000 "
@@ -70,7 +73,8 @@ def main() -> None:
 @click.option("--loop", "loop_impl", type=click.Choice(["uvloop", "asyncio"]), default="uvloop",
               show_default=True, help="Event loop (uvloop: same semantics, less CPU).")
 def server(data_dir: Path, partitions: int | None, fsync: str, store: str,
-           store_cache: int | None, cache_size: int | None, snapshot_every: int | None,
+           store_cache: int | None, cache_size: int | None, segment_rows: int | None,
+           snapshot_every: int | None,
            ingress_bind: str,
            admin_bind: str, enable_protocol_v7: bool, max_body: int,
            pgwire_bind: str, pgwire_user: str | None, pgwire_password: str | None,
@@ -86,6 +90,7 @@ def server(data_dir: Path, partitions: int | None, fsync: str, store: str,
         logging.warning("--fsync none: acknowledged writes can be lost on a crash (UNSAFE)")
     cfg = ServerConfig(data_dir=data_dir, partitions=partitions, fsync=FsyncPolicy(fsync),
                        store=store, store_cache_bytes=store_cache, cache_size=cache_size,
+                       segment_rows=segment_rows,
                        snapshot_every=snapshot_every, ingress_bind=ingress_bind,
                        admin_bind=admin_bind, enable_protocol_v7=enable_protocol_v7,
                        max_body_bytes=max_body, max_journal_entry_bytes=max_journal_entry,

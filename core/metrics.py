@@ -123,8 +123,18 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         invocations = GaugeMetricFamily(
-            "rstq_invocations", "Invocations held in the partitions, by service and status.",
-            labels=["service", "status"])
+            "rstq_invocations", "Invocations not completed yet, by service and status (the "
+            "completed ones: rstq_invocations_retained).", labels=["service", "status"])
+        retained = GaugeMetricFamily(
+            "rstq_invocations_retained", "Invocations a partition holds, completed ones "
+            "included (in memory, in its store or its history segments).",
+            labels=["partition"])
+        resident = GaugeMetricFamily(
+            "rstq_invocations_resident", "Invocations held as Python objects (live work and "
+            "the cache of completed ones, --cache-size).", labels=["partition"])
+        segments = GaugeMetricFamily(
+            "rstq_history_segments", "History segment files (completed invocations).",
+            labels=["partition"])
         inbox = GaugeMetricFamily(
             "rstq_inbox_depth", "Invocations queued behind a key's lock.", labels=["partition"])
         timers = GaugeMetricFamily(
@@ -145,8 +155,12 @@ class _StateCollector(Collector):
         for proc in self._partitions():
             p = str(proc.partition_id)
             state = proc.state
-            for inv in list(state.invocations.values()):
+            for inv in state.invocations.live():
                 by_status[(inv.service, str(inv.status))] += 1
+            retained.add_metric([p], len(state.invocations))
+            resident.add_metric([p], len(state.invocations.mem))
+            history = getattr(proc.persistence, "history", None)
+            segments.add_metric([p], len(history.segments) if history is not None else 0)
             inbox.add_metric([p], sum(len(q) for q in list(state.inboxes.values())))
             timers.add_metric([p], len(state.timers))
             applied.add_metric([p], state.applied_lsn)
@@ -155,4 +169,5 @@ class _StateCollector(Collector):
             running.add_metric([p], 1 if proc.running else 0)
         for (service, status), n in sorted(by_status.items()):
             invocations.add_metric([service, status], n)
-        return [invocations, inbox, timers, applied, durable, snapshot, running]
+        return [invocations, retained, resident, segments, inbox, timers, applied, durable,
+                snapshot, running]

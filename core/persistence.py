@@ -181,8 +181,7 @@ class StorePersistence:
             state.invocations.backing = backing
             state.kv.backing = backing
             state.kv.lru.update((obj, None) for obj in state.kv.mem)
-            if self.cache_size is not None:
-                state.invocations.cache_size = self.cache_size
+            state.invocations.cache_size, state.kv.cache_size = stored.caches(self.cache_size)
             state.invocations.evict()
             state.kv.evict()
         self._collect()  # segment files of a move that did not commit (a crash)

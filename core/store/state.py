@@ -320,6 +320,14 @@ def applied_lsn(view: ReadView) -> int | None:
     return None if raw is None else k.read_u64(raw)
 
 
+def caches(cache_size: int | None) -> tuple[int, int]:
+    """Completed invocations and objects kept resident for `--cache-size` (objects: ten
+    times as many, they are small)."""
+    if cache_size is None:
+        return DEFAULT_CACHE, OBJECTS_CACHE
+    return cache_size, 10 * cache_size
+
+
 def load(view: ReadView, partition_id: int, partitions: int,
          backing: StoreBacking | None = None, cache_size: int | None = None) -> PartitionState:
     """The partition state held by a store. With a `backing`, only live invocations are
@@ -327,8 +335,8 @@ def load(view: ReadView, partition_id: int, partitions: int,
     without, every invocation is (tests, migration checks)."""
     state = PartitionState(partition_id, partitions)
     if backing is not None:
-        state.invocations = InvocationTable(backing, cache_size or DEFAULT_CACHE)
-        state.kv = ObjectStates(backing, max(OBJECTS_CACHE, 10 * (cache_size or 0)))
+        state.invocations = InvocationTable(backing, caches(cache_size)[0])
+        state.kv = ObjectStates(backing, caches(cache_size)[1])
     table = state.invocations
     state.applied_lsn = applied_lsn(view) or 0
     raw = view.get(k.fsm_key(k.Fsm.INBOX_SEQ))

@@ -26,9 +26,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(chaos.scale(120, 3000))]
 
 
 # The partition store as it runs by default, and with a checkpoint (and a log trim below the
-# oldest one kept) every 40 commands, so kills also land during checkpoints and trims.
-@pytest.mark.parametrize("extra", [[], ["--snapshot-every", "40"]],
-                         ids=["store", "store-checkpoints"])
+# oldest one kept) every 40 commands, history moved into segments every 8 completions and
+# caches of 2, so kills also land during checkpoints, trims and history moves, and most reads
+# of completed invocations and objects go to disk.
+@pytest.mark.parametrize("extra", [[], ["--snapshot-every", "40", "--segment-rows", "8",
+                                        "--cache-size", "2"]],
+                         ids=["store", "store-checkpoints-history"])
 async def test_kill9_under_mixed_load(service: HypercornProcess, tmp_path: Path,
                                       extra: list[str]) -> None:
     rnd = random.Random(9_2026)

@@ -56,7 +56,10 @@ async def test_metrics_after_invocations(tmp_path: Path) -> None:
                      status="succeeded") == 3
         assert total(m, "rstq_invocations_completed_total", service="Greeter",
                      status="failed") == 1
-        assert total(m, "rstq_invocations", service="Greeter", status="completed") == 4
+        assert total(m, "rstq_invocations", service="Greeter", status="completed") == 0
+        assert total(m, "rstq_invocations_retained") == 4
+        assert total(m, "rstq_invocations_resident") == 4  # (the cache holds 1000)
+        assert total(m, "rstq_history_segments") == 0
         assert total(m, "rstq_log_append_duration_seconds_count") > 0
         assert total(m, "rstq_log_append_batch_size_count") > 0
         assert total(m, "rstq_log_append_batch_size_sum") >= 4 * 3  # Invoke, Output, End each
