@@ -61,3 +61,22 @@ def test_sql_load_smoke() -> None:
                                   "--settle", "0.3", "--warm", "0.5"])
     assert res["plain"] > 0 and res["with_queries"] > 0
     assert res["queries_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_history_smoke(tmp_path: Path) -> None:
+    """bench/history.py end to end on rstq with a tiny history: both marks measured (RSS, disk,
+    the four queries, kill -9 and restart), the RSS series and the JSON written."""
+    out = tmp_path / "history.json"
+    rc = _load("history").main(["--total", "300", "--marks", "150,300", "--concurrency", "8",
+                                "--query-runs", "1", "--sample-every", "1", "--json", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())["results"]["rstq"]
+    assert [m["mark"] for m in res["marks"]] == [150, 300]
+    for m in res["marks"]:
+        assert m["count"] == 150 and m["rate"] > 0 and m["p99_ms"] > 0
+        assert 0 < m["rss_mb"] < 2000 and m["disk_bytes_per_inv"] > 0
+        assert len(m["queries"]) == 4 and all(q["median_ms"] > 0 for q in m["queries"])
+        assert m["restart"]["ingress_s"] > 0 and m["restart"]["query_s"] > 0
+        assert m["checkpoints"]["count"] is not None
+    assert res["series"]
