@@ -57,8 +57,8 @@ class Backing(Protocol):
 
 
 class InvocationTable:
-    __slots__ = ("backing", "cache_size", "hot_completed", "loc", "lru", "mem", "now",
-                 "removed")
+    __slots__ = ("_missed", "backing", "cache_size", "hot_completed", "loc", "lru", "mem",
+                 "now", "removed")
 
     def __init__(self, backing: Backing | None = None, cache_size: int = DEFAULT_CACHE) -> None:
         self.mem: dict[str, Invocation] = {}
@@ -69,6 +69,7 @@ class InvocationTable:
         self.backing = backing
         self.cache_size = cache_size
         self.now = 0  # ms: the time of the command being applied (expiry is relative to it)
+        self._missed: str | None = None  # the last id the backing did not have
 
     # --- the dict interface apply uses -----------------------------------------------------
 
@@ -90,6 +91,7 @@ class InvocationTable:
             return None
         got = self.backing.load(inv_id)
         if got is None:
+            self._missed = inv_id  # (an Invoke looks its id up, then sets it: one read)
             return None
         inv, where = got
         self.mem[inv_id] = inv
@@ -113,7 +115,8 @@ class InvocationTable:
         old = self.mem.get(inv_id)
         if old is not None and old is not inv:
             self._removed(inv_id, old)
-        elif old is None and self.backing is not None and inv_id not in self.removed:
+        elif (old is None and self.backing is not None and inv_id not in self.removed
+              and inv_id != self._missed):
             stored = self.backing.load(inv_id)  # an expired copy being replaced
             if stored is not None:
                 self.removed[inv_id] = stored
@@ -205,6 +208,7 @@ class InvocationTable:
 
     def written(self, updates: dict[str, Loc | None]) -> None:
         """After a store write: where each written invocation is now (None: gone)."""
+        self._missed = None
         for inv_id, where in updates.items():
             self.removed.pop(inv_id, None)
             if where is None:
