@@ -39,7 +39,7 @@ def main() -> None:
                    "batch (rocksdb, lmdb), or whole-state snapshots (the format before the "
                    "store). A snapshot data dir migrates to the store on its first start.")
 @click.option("--store-cache", "store_cache", type=int, default=None,
-              help="RocksDB block cache per partition in bytes (default 64 MiB).")
+              help="RocksDB block cache in bytes, shared by all partitions (default 64 MiB).")
 @click.option("--cache-size", "cache_size", type=click.IntRange(min=0), default=None,
               help="Completed invocations kept in memory per partition (default 1000); the "
                    "rest of the history is read from disk when asked for.")

@@ -57,8 +57,8 @@ class Backing(Protocol):
 
 
 class InvocationTable:
-    __slots__ = ("_missed", "backing", "cache_size", "hot_completed", "loc", "lru", "mem",
-                 "now", "removed")
+    __slots__ = ("_missed", "backing", "cache_size", "hot_completed", "hot_since", "loc",
+                 "lru", "mem", "now", "removed")
 
     def __init__(self, backing: Backing | None = None, cache_size: int = DEFAULT_CACHE) -> None:
         self.mem: dict[str, Invocation] = {}
@@ -66,6 +66,7 @@ class InvocationTable:
         self.removed: dict[str, tuple[Invocation, Loc | None]] = {}
         self.lru: OrderedDict[str, None] = OrderedDict()  # resident completed ids
         self.hot_completed: set[str] = set()  # completed, stored in the hot store
+        self.hot_since = 0  # ms: when the oldest of them got there (about)
         self.backing = backing
         self.cache_size = cache_size
         self.now = 0  # ms: the time of the command being applied (expiry is relative to it)
@@ -220,6 +221,8 @@ class InvocationTable:
             self.loc[inv_id] = where
             if self.mem[inv_id].status == COMPLETED:
                 if isinstance(where, int):
+                    if not self.hot_completed:
+                        self.hot_since = self.now
                     self.hot_completed.add(inv_id)
                 self.lru[inv_id] = None
                 self.lru.move_to_end(inv_id)
@@ -231,6 +234,7 @@ class InvocationTable:
             self.hot_completed.discard(inv_id)
             if inv_id in self.mem:
                 self.loc[inv_id] = segment_id
+        self.hot_since = self.now
 
     def evict(self, keep: int = 0) -> int:
         """Drop completed invocations beyond the cache size (every id in `lru` is written:

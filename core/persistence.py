@@ -36,6 +36,7 @@ from rstq.core.store.history import History, SegmentMeta, new_segment_id, write_
 
 log = logging.getLogger(__name__)
 
+MOVE_AFTER_MS = 300_000  # hot completed invocations older than this move, however few
 SEGMENT_ROWS = 4096  # completed invocations in the hot store that make a history segment
 MAX_SEGMENT_ROWS = 65_536
 DROP_GRACE_MS = 60_000  # a segment goes this long after its last row expired
@@ -274,8 +275,14 @@ class StorePersistence:
     # --- history: completed invocations move into segments --------------------------------
 
     def move_due(self, state: PartitionState) -> bool:
-        return (len(state.invocations.hot_completed) >= self.segment_rows and not self.behind
-                and self.store is not None and not self._moving.locked())
+        """A segment's worth of completed invocations in the hot store, or a few that have
+        been there for a while (a quiet partition moves them too: its history is then
+        scanned, and dropped when expired, like any other)."""
+        table = state.invocations
+        due = len(table.hot_completed) >= self.segment_rows or (
+            table.hot_completed and table.now - table.hot_since >= MOVE_AFTER_MS)
+        return bool(due) and not self.behind and self.store is not None \
+            and not self._moving.locked()
 
     def start_move(self, state: PartitionState) -> HistoryMove | None:
         """Begin moving the hot completed invocations into a new segment (on the loop)."""

@@ -1,6 +1,7 @@
 """The partition store on RocksDB, through rocksdict (raw mode: keys and values are bytes).
 
-Configuration (bounded memory): one LRU block cache of `cache_bytes` that also holds the index
+Configuration (bounded memory): one LRU block cache of `cache_bytes`, shared by all the stores
+of the process (`shared_cache`), that also holds the index
 and filter blocks (so they do not grow outside it with the data), bloom filters for point
 reads, memtables capped at `write_buffer_bytes` in total, LZ4 (ZSTD at the bottom level), two
 background jobs.
@@ -66,8 +67,22 @@ from rstq.core.store.api import (
 
 _Scan = Generator[tuple[bytes, bytes], None, None]
 
-DEFAULT_CACHE_BYTES = 64 << 20
-DEFAULT_WRITE_BUFFER_BYTES = 64 << 20
+DEFAULT_CACHE_BYTES = 64 << 20  # one block cache, shared by every store of the process
+# Memtables per store: the hot rows are live work and the last completions (history moves
+# out), so small ones suffice, and 8 partitions x 8 MB stay well inside the memory budget.
+DEFAULT_WRITE_BUFFER_BYTES = 8 << 20
+_caches: dict[int, Cache] = {}
+_caches_lock = threading.Lock()
+
+
+def shared_cache(cache_bytes: int) -> Cache:
+    """The process's block cache of that size: the partitions of a server share one, so
+    memory is bounded per server, not per partition."""
+    with _caches_lock:
+        cache = _caches.get(cache_bytes)
+        if cache is None:
+            cache = _caches[cache_bytes] = Cache(cache_bytes)
+        return cache
 
 
 def _options(cache_bytes: int, write_buffer_bytes: int) -> Options:
@@ -83,7 +98,7 @@ def _options(cache_bytes: int, write_buffer_bytes: int) -> Options:
     opts.set_keep_log_file_num(2)
     opts.set_max_log_file_size(4 << 20)
     table = BlockBasedOptions()
-    table.set_block_cache(Cache(cache_bytes))
+    table.set_block_cache(shared_cache(cache_bytes))
     table.set_bloom_filter(10, False)
     # Index and filter blocks live in the block cache (bounded memory), partitioned so that a
     # point read loads a 4 KB partition rather than a whole file's filter; the top level of

@@ -353,6 +353,7 @@ def load(view: ReadView, partition_id: int, partitions: int,
         inv_id = _str(inv_field)
         if backing is not None and _completed(value):
             table.hot_completed.add(inv_id)
+            table.hot_since = table.now
             continue
         inv = read_invocation(view, inv_id, value)
         table.mem[inv_id] = inv

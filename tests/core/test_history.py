@@ -195,3 +195,15 @@ def test_cold_objects_leave_memory_and_deleted_state_stays_deleted(tmp_path: Pat
     assert not r.state.kv.mem  # loaded lazily
     for o in objs:
         assert r.state.kv.get(o) == r.reference.kv.get(o), o
+
+
+def test_a_quiet_partition_moves_its_few_completed_invocations_after_a_while(
+        tmp_path: Path) -> None:
+    r = Run(tmp_path, segment_rows=1000, cache_size=0)
+    ids = r.complete(3)
+    assert r.p.start_move(r.state) is None  # 3 of 1000, just now
+    r.now += 300_000
+    r(c.Cancel(ids[0]))  # the partition's time moves on
+    r.move()
+    assert not r.state.invocations.hot_completed
+    r.same(ids)
