@@ -185,3 +185,21 @@ def test_effective_settings_fall_back_to_the_server_defaults() -> None:
     # the same definitions under the built-in defaults: no cross-talk through the memo
     assert effective_settings(svc, h).inactivity_timeout_ms == 60_000
     assert effective_settings(svc, h, mine).inactivity_timeout_ms == 1
+
+
+def test_every_server_option_is_a_file_key(tmp_path: Path) -> None:
+    import click
+    from rstq.cli.main import server
+    from rstq.cli.server_config import load_config
+
+    cfg = tmp_path / "rstq.toml"
+    cfg.write_text('data-dir = "/srv/rstq"\ningress = "0.0.0.0:8080"\ntrace-store = false\n'
+                   'enable-protocol-v7 = true\nmax-inbox = 10\npgwire = "off"\n'
+                   '[worker.invoker]\nabort-timeout = "1h"\n'
+                   '[default-retry-policy]\nmax-attempts = "unlimited"\n')
+    with click.Context(server) as ctx:
+        got = load_config(cfg, server, ctx)
+    assert got == {"data_dir": "/srv/rstq", "ingress_bind": "0.0.0.0:8080",
+                   "trace_store": False, "enable_protocol_v7": True, "max_inbox": 10,
+                   "pgwire_bind": "off", "default_abort_timeout": "1h",
+                   "default_retry_max_attempts": "unlimited"}
