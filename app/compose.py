@@ -51,7 +51,7 @@ def build(config: ServerConfig, app: AppConfig | None = None,
     # Postgres wire serves the SQL engine, so it comes with it.
     sql = SqlPlugin(tracing) if app.sql or app.pgwire_bind is not None else None
     pgwire = (PgWirePlugin(app.pgwire_bind,
-                           WireConfig(password=app.pgwire_password, user=app.pgwire_user))
+                           WireConfig(password=app.pgwire_password, user=app.pgwire_user), sql)
               if app.pgwire_bind is not None else None)
     plugins: list[Plugin] = [p for p in (tracing, sql, pgwire) if p is not None]
     server = Server(config, clock, plugins)

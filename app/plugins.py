@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from aiohttp import web
+from rstq.app.metrics import OtlpCollector, PgWireCollector, QueryMetrics
 from rstq.core.listen import listen, port_of
 from rstq.core.plugins import BasePlugin
 from rstq.core.server import Server
@@ -47,6 +48,8 @@ class TracingPlugin(BasePlugin):
             return (dep.uri, dep.protocol_version) if dep is not None else None
 
         self.tracing = Tracing(self.config, deployment)
+        if self.tracing.export is not None:
+            server.metrics.register(OtlpCollector(self.tracing.export))
         self.tracing.start()
         server.trace_source = self.tracing
         for proc in server.processors:
@@ -68,14 +71,17 @@ class TracingPlugin(BasePlugin):
 
 
 class SqlPlugin(BasePlugin):
-    """The SQL engine over the partitions' state: `POST /query` on the admin API."""
+    """The SQL engine over the partitions' state: `POST /query` on the admin API. Its query
+    metrics (`query_metrics`) also count the Postgres wire's statements."""
 
     def __init__(self, tracing: TracingPlugin | None = None) -> None:
         self._tracing = tracing
         self._server: Server | None = None
+        self.query_metrics: QueryMetrics | None = None
 
     def attach(self, server: Server) -> None:
         self._server = server
+        self.query_metrics = QueryMetrics(server.metrics.registry)
         for proc in server.processors:  # history segments get their SQL files as written
             history = getattr(proc.persistence, "history", None)
             if history is not None:
@@ -85,23 +91,29 @@ class SqlPlugin(BasePlugin):
             eng.live_tables[t.SYS_SPAN.name] = self._tracing.spans
 
     def admin_routes(self, app: web.Application) -> None:
-        assert self._server is not None
-        query_http.add_routes(app, self._server)
+        assert self._server is not None and self.query_metrics is not None
+        query_http.add_routes(app, self._server, self.query_metrics.observer("http"))
 
 
 class PgWirePlugin(BasePlugin):
-    """The Postgres wire endpoint over the SQL engine (its own threads)."""
+    """The Postgres wire endpoint over the SQL engine (its own threads). Its statements go
+    into the SQL plugin's query metrics (its own without one); sessions are counted too."""
 
-    def __init__(self, bind: str, config: WireConfig) -> None:
+    def __init__(self, bind: str, config: WireConfig, sql: SqlPlugin | None = None) -> None:
         self.bind_address = bind
         self.config = config
+        self._sql = sql
         self._server: Server | None = None
         self._pg: PgWireServer | None = None
         self._sock: socket.socket | None = None
+        self._query_metrics: QueryMetrics | None = None
         self.port: int | None = None
 
     def attach(self, server: Server) -> None:
         self._server = server
+        if self._sql is None:  # alone: the query metrics are ours
+            self._query_metrics = QueryMetrics(server.metrics.registry)
+        server.metrics.register(PgWireCollector(lambda: self._pg))
 
     def bind(self) -> None:
         """Take the port before the server opens its data dir: a port in use fails the start
@@ -112,8 +124,10 @@ class PgWirePlugin(BasePlugin):
 
     async def start(self) -> None:
         assert self._server is not None
+        metrics = self._sql.query_metrics if self._sql is not None else self._query_metrics
         pg = PgWireServer(query_http.engine_for(self._server), self.bind_address,
-                          config=self.config)
+                          config=self.config,
+                          on_query=metrics.observer("pgwire") if metrics is not None else None)
         sock, self._sock = self._sock, None
         pg.start(listener=sock)
         self._pg, self.port = pg, pg.port

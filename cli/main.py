@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rstq.cli.server_config import config_option, default_options, server_defaults
 from rstq.cli.trace import requested_tracing, tracing_options
 from rstq.core.datadir import DataDirError
 from rstq.core.listen import BindError
@@ -25,6 +26,7 @@ def main() -> None:
 
 
 @main.command()
+@config_option
 @tracing_options
 @click.option("--data-dir", type=click.Path(path_type=Path), default=Path("./rstq-data"),
               show_default=True, help="Embedded local storage.")
@@ -72,6 +74,7 @@ def main() -> None:
 @click.option("--log-level", default="info", show_default=True)
 @click.option("--loop", "loop_impl", type=click.Choice(["uvloop", "asyncio"]), default="uvloop",
               show_default=True, help="Event loop (uvloop: same semantics, less CPU).")
+@default_options
 def server(data_dir: Path, partitions: int | None, fsync: str, store: str,
            store_cache: int | None, cache_size: int | None, segment_rows: int | None,
            snapshot_every: int | None,
@@ -79,8 +82,11 @@ def server(data_dir: Path, partitions: int | None, fsync: str, store: str,
            admin_bind: str, enable_protocol_v7: bool, max_body: int,
            pgwire_bind: str, pgwire_user: str | None, pgwire_password: str | None,
            max_journal_entry: int, max_state_value: int, max_inbox: int,
-           log_level: str, loop_impl: str) -> None:
-    """Run the server on DATA_DIR until SIGTERM/SIGINT (clean shutdown: flush, fsync, close)."""
+           log_level: str, loop_impl: str, **defaults: Any) -> None:
+    """Run the server on DATA_DIR until SIGTERM/SIGINT (clean shutdown: flush, fsync, close).
+
+    Options can also come from a TOML file (--config FILE, every option a key named like its
+    flag; the flags win): see the README's "Server defaults and the config file"."""
     from rstq.app import AppConfig, build
     from rstq.core.server import ServerConfig
 
@@ -94,7 +100,8 @@ def server(data_dir: Path, partitions: int | None, fsync: str, store: str,
                        snapshot_every=snapshot_every, ingress_bind=ingress_bind,
                        admin_bind=admin_bind, enable_protocol_v7=enable_protocol_v7,
                        max_body_bytes=max_body, max_journal_entry_bytes=max_journal_entry,
-                       max_state_value_bytes=max_state_value, max_inbox=max_inbox)
+                       max_state_value_bytes=max_state_value, max_inbox=max_inbox,
+                       defaults=server_defaults(**defaults))
     around = AppConfig(
         pgwire_bind=None if pgwire_bind.lower() in ("off", "none", "") else pgwire_bind,
         pgwire_user=pgwire_user, pgwire_password=pgwire_password, tracing=requested_tracing())

@@ -43,7 +43,6 @@ from rstq.core.discovery import (
     OutputSpec,
     RetryPolicy,
     discover,
-    effective_settings,
     pick_protocol_version,
     to_json,
 )
@@ -245,7 +244,7 @@ def service_json(svc: Service, dep: Deployment | None) -> JsonObj:
     """restate's ServiceMetadata: effective service-level settings, handler-level overrides."""
     sdef = svc.definition
     rr = dep is not None and not dep.bidi  # restate shows no inactivity timeout then
-    eff: EffectiveSettings = effective_settings(sdef)
+    eff: EffectiveSettings = svc.settings()
     doc: JsonObj = {"name": svc.name, "ty": _SERVICE_TY_JSON[svc.ty],
                     "handlers": [handler_json(svc, h, rr) for h in sdef.handlers]}
     if sdef.documentation is not None:

@@ -33,6 +33,8 @@ __all__ = [
     "OutputSpec",
     "ProtocolMode",
     "RetryPolicy",
+    "SERVER_DEFAULTS",
+    "ServerDefaults",
     "ServiceDef",
     "ServiceType",
     "check_manifest",
@@ -54,6 +56,8 @@ DEFAULT_MAX_PROTOCOL_VERSION: Final = 6  # v7 only behind a flag, like experimen
 
 MINUTE_MS: Final = 60_000
 DAY_MS: Final = 24 * 60 * MINUTE_MS
+# restate-server's built-in defaults; a server's own are its `ServerDefaults` (rstq server
+# --default-journal-retention ..., or its config file).
 DEFAULT_INACTIVITY_TIMEOUT_MS: Final = MINUTE_MS
 DEFAULT_ABORT_TIMEOUT_MS: Final = 10 * MINUTE_MS
 DEFAULT_RETENTION_MS: Final = DAY_MS
@@ -121,6 +125,32 @@ DEFAULT_RETRY_POLICY: Final = RetryPolicy(
     exponentiation_factor=2.0,
     on_max_attempts=OnMaxAttempts.PAUSE,
 )
+
+
+@dataclass(frozen=True)
+class ServerDefaults:
+    """What a handler gets where neither it nor its service sets a value: restate-server's
+    `default-journal-retention`, `default-idempotency-retention`,
+    `default-workflow-completion-retention`, `worker.invoker.inactivity-timeout` /
+    `abort-timeout` and `[default-retry-policy]`. One per server (`ServerConfig.defaults`).
+
+    `retry_policy.max_attempts` None means unlimited attempts; its other fields are all set."""
+
+    inactivity_timeout_ms: int = DEFAULT_INACTIVITY_TIMEOUT_MS
+    abort_timeout_ms: int = DEFAULT_ABORT_TIMEOUT_MS
+    journal_retention_ms: int = DEFAULT_RETENTION_MS
+    idempotency_retention_ms: int = DEFAULT_RETENTION_MS
+    workflow_completion_retention_ms: int = DEFAULT_RETENTION_MS
+    retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY
+
+    def __post_init__(self) -> None:
+        r = self.retry_policy
+        if None in (r.initial_interval_ms, r.max_interval_ms, r.exponentiation_factor,
+                    r.on_max_attempts):
+            raise ValueError(f"a default retry policy sets every field but max_attempts: {r}")
+
+
+SERVER_DEFAULTS: Final = ServerDefaults()
 
 
 @dataclass(frozen=True)
@@ -214,25 +244,30 @@ class EffectiveSettings:
     retry_policy: RetryPolicy = field(default=DEFAULT_RETRY_POLICY)
 
 
-# (id(service), id(handler)) -> (service, handler, settings): both inputs are frozen, so the
+_Inputs = tuple[ServiceDef, HandlerDef | None, ServerDefaults]
+# (id(service), id(handler), id(defaults)) -> (inputs, settings): the inputs are frozen, so the
 # result is a pure function of them; keeping them referenced keeps their ids unique.
-_settings_cache: dict[tuple[int, int], tuple[ServiceDef, HandlerDef | None, EffectiveSettings]] = {}
+_settings_cache: dict[tuple[int, int, int], tuple[_Inputs, EffectiveSettings]] = {}
 
 
-def effective_settings(service: ServiceDef, handler: HandlerDef | None = None) -> EffectiveSettings:
-    """Resolved settings (memoized per service/handler definition: called per invocation)."""
-    key = (id(service), id(handler))
+def effective_settings(service: ServiceDef, handler: HandlerDef | None = None,
+                       defaults: ServerDefaults = SERVER_DEFAULTS) -> EffectiveSettings:
+    """Resolved settings, handler > service > `defaults` (the server's); memoized per
+    definition, as it is called per invocation."""
+    key = (id(service), id(handler), id(defaults))
     hit = _settings_cache.get(key)
-    if hit is not None and hit[0] is service and hit[1] is handler:
-        return hit[2]
-    settings = _effective_settings(service, handler)
+    if (hit is not None and hit[0][0] is service and hit[0][1] is handler
+            and hit[0][2] is defaults):
+        return hit[1]
+    settings = _effective_settings(service, handler, defaults)
     if len(_settings_cache) >= 4096:
         _settings_cache.clear()
-    _settings_cache[key] = (service, handler, settings)
+    _settings_cache[key] = ((service, handler, defaults), settings)
     return settings
 
 
-def _effective_settings(service: ServiceDef, handler: HandlerDef | None) -> EffectiveSettings:
+def _effective_settings(service: ServiceDef, handler: HandlerDef | None,
+                        d: ServerDefaults) -> EffectiveSettings:
     h = handler if handler is not None else HandlerDef(name="")
 
     def ms(a: int | None, b: int | None, default: int) -> int:
@@ -241,17 +276,18 @@ def _effective_settings(service: ServiceDef, handler: HandlerDef | None) -> Effe
     retry = (h.retry_policy or RetryPolicy()).or_else(service.retry_policy or RetryPolicy())
     return EffectiveSettings(
         inactivity_timeout_ms=ms(
-            h.inactivity_timeout_ms, service.inactivity_timeout_ms, DEFAULT_INACTIVITY_TIMEOUT_MS
+            h.inactivity_timeout_ms, service.inactivity_timeout_ms, d.inactivity_timeout_ms
         ),
-        abort_timeout_ms=ms(h.abort_timeout_ms, service.abort_timeout_ms, DEFAULT_ABORT_TIMEOUT_MS),
+        abort_timeout_ms=ms(h.abort_timeout_ms, service.abort_timeout_ms, d.abort_timeout_ms),
         journal_retention_ms=ms(
-            h.journal_retention_ms, service.journal_retention_ms, DEFAULT_RETENTION_MS
+            h.journal_retention_ms, service.journal_retention_ms, d.journal_retention_ms
         ),
         idempotency_retention_ms=ms(
-            h.idempotency_retention_ms, service.idempotency_retention_ms, DEFAULT_RETENTION_MS
+            h.idempotency_retention_ms, service.idempotency_retention_ms,
+            d.idempotency_retention_ms
         ),
         workflow_completion_retention_ms=ms(
-            h.workflow_completion_retention_ms, None, DEFAULT_RETENTION_MS
+            h.workflow_completion_retention_ms, None, d.workflow_completion_retention_ms
         ),
         enable_lazy_state=bool(
             h.enable_lazy_state if h.enable_lazy_state is not None else service.enable_lazy_state
@@ -259,7 +295,7 @@ def _effective_settings(service: ServiceDef, handler: HandlerDef | None) -> Effe
         ingress_private=bool(
             h.ingress_private if h.ingress_private is not None else service.ingress_private
         ),
-        retry_policy=retry.or_else(DEFAULT_RETRY_POLICY),
+        retry_policy=retry.or_else(d.retry_policy),
     )
 
 

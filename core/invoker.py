@@ -204,7 +204,7 @@ class Invoker:
         if sdef is None or sdef.handler(inv.handler) is None:
             raise AttemptError(500, f"{inv.service}/{inv.handler} is not in deployment "
                                     f"{inv.deployment_id}")
-        return dep, effective_settings(sdef, sdef.handler(inv.handler))
+        return dep, effective_settings(sdef, sdef.handler(inv.handler), schema.defaults)
 
     def _start_frames(self, inv: Invocation, state: PartitionState, settings: EffectiveSettings,
                       version: int) -> bytes:
@@ -477,9 +477,7 @@ class Invoker:
             _, settings = self._target(inv)
             policy = settings.retry_policy
         except AttemptError:
-            from rstq.core.discovery import DEFAULT_RETRY_POLICY
-
-            policy = DEFAULT_RETRY_POLICY
+            policy = self.meta.schema.defaults.retry_policy
         failures = inv.total_retries + 1
         now = self.clock.now_ms()
         retry_at = 0

@@ -16,9 +16,11 @@ from rstq.core import commands as c
 from rstq.core.clock import Clock
 from rstq.core.commands import HandlerTy, ServiceTy
 from rstq.core.discovery import (
+    SERVER_DEFAULTS,
     EffectiveSettings,
     HandlerDef,
     Manifest,
+    ServerDefaults,
     ServiceDef,
     ServiceType,
     effective_settings,
@@ -60,6 +62,7 @@ class Service:
     revision: int
     deployment_id: str
     definition: ServiceDef
+    defaults: ServerDefaults = SERVER_DEFAULTS  # the server's, where the definition sets none
 
     @property
     def ty(self) -> ServiceTy:
@@ -78,8 +81,11 @@ class Service:
             return HandlerTy.NONE
         return HandlerTy(h.ty.value.lower())
 
-    def settings(self, handler: str) -> EffectiveSettings:
-        return effective_settings(self.definition, self.handler(handler))
+    def settings(self, handler: str | None = None) -> EffectiveSettings:
+        """A handler's effective settings; without one, the service's own."""
+        return effective_settings(self.definition,
+                                  self.handler(handler) if handler is not None else None,
+                                  self.defaults)
 
 
 @dataclass
@@ -88,6 +94,7 @@ class Schema:
     services: dict[str, Service] = field(default_factory=dict)
     applied_lsn: int = 0
     version: int = 0  # bumped on every change (caches of the SQL views key on it)
+    defaults: ServerDefaults = SERVER_DEFAULTS  # the server's (ServerConfig.defaults)
 
     def apply(self, ts_ms: int, cmd: c.Command, enable_v7: bool = False) -> None:
         if isinstance(cmd, c.RegisterDeployment):
@@ -99,7 +106,8 @@ class Schema:
             for sdef in manifest.services:
                 prev = self.services.get(sdef.name)
                 revision = prev.revision + 1 if prev is not None else 1
-                self.services[sdef.name] = Service(sdef.name, revision, dep.deployment_id, sdef)
+                self.services[sdef.name] = Service(sdef.name, revision, dep.deployment_id, sdef,
+                                                   self.defaults)
         elif isinstance(cmd, c.RemoveDeployment):
             self.deployments.pop(cmd.deployment_id, None)
             for name in [n for n, s in self.services.items()
@@ -115,17 +123,19 @@ class Schema:
 class MetaStore:
     """The metadata log and the schema applied from it."""
 
-    def __init__(self, log_: LocalLog, clock: Clock, enable_v7: bool = False) -> None:
+    def __init__(self, log_: LocalLog, clock: Clock, enable_v7: bool = False,
+                 defaults: ServerDefaults = SERVER_DEFAULTS) -> None:
         self.log = log_
         self.clock = clock
         self.enable_v7 = enable_v7
-        self.schema = Schema()
+        self.schema = Schema(defaults=defaults)
         self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, directory: Path, clock: Clock, fsync: FsyncPolicy,
-                   enable_v7: bool = False) -> MetaStore:
-        store = cls(await LocalLog.open(directory, fsync=fsync), clock, enable_v7)
+                   enable_v7: bool = False,
+                   defaults: ServerDefaults = SERVER_DEFAULTS) -> MetaStore:
+        store = cls(await LocalLog.open(directory, fsync=fsync), clock, enable_v7, defaults)
         for lsn, payload in store.log.read(1):
             env = c.decode(payload)
             store.schema.apply(env.ts_ms, env.command, enable_v7)

@@ -24,6 +24,7 @@ from rstq.core import commands as c
 from rstq.core.admin import Admin, admin_token, start_admin
 from rstq.core.clock import Clock, SystemClock
 from rstq.core.datadir import DataDir, DataDirLock
+from rstq.core.discovery import SERVER_DEFAULTS, ServerDefaults
 from rstq.core.ids import partition_key_of
 from rstq.core.ingress import Ingress, bound_port, start_ingress
 from rstq.core.log.api import FsyncPolicy
@@ -64,6 +65,8 @@ class ServerConfig:
     max_journal_entry_bytes: int = 32 * 1024 * 1024  # one frame from a service endpoint
     max_state_value_bytes: int = 16 * 1024 * 1024  # one SetState value
     max_inbox: int = 100_000  # invocations queued per object key; more: ingress answers 429
+    # Retention, timeouts and retry policy of handlers that set none (restate's default-*).
+    defaults: ServerDefaults = SERVER_DEFAULTS
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -174,7 +177,8 @@ class Server:
         self.datadir = DataDir.open(self.config.data_dir, self.config.partitions)
         n = self.datadir.partitions
         self.meta = await MetaStore.open(self.datadir.meta_log_dir, self.clock, self.config.fsync,
-                                         enable_v7=self.config.enable_protocol_v7)
+                                         enable_v7=self.config.enable_protocol_v7,
+                                         defaults=self.config.defaults)
         cfg = ProcessorConfig(snapshot_every=self.config.snapshot_every,
                               store=self.config.store,
                               store_cache_bytes=self.config.store_cache_bytes,

@@ -16,7 +16,7 @@ import pyarrow as pa
 from rstq.pgwire import codec as m
 from rstq.pgwire.catalog import Catalog
 from rstq.pgwire.session import DEFAULT_SETTINGS, PgError, Session, WireConfig
-from rstq.query.api import QueryEngine
+from rstq.query.api import QueryEngine, QueryObserver
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,17 @@ def _is_loopback(addr: str) -> bool:
 
 
 class PgWireServer:
-    """`start()` binds and serves in background threads; `stop()` closes everything."""
+    """`start()` binds and serves in background threads; `stop()` closes everything.
+
+    `on_query` is told of every statement a session runs; `open_sessions` and
+    `sessions_total` count the client connections (open now, and since the start)."""
 
     def __init__(self, engine: QueryEngine, bind: str = "127.0.0.1:9071", *,
-                 config: WireConfig | None = None, max_workers: int = 4) -> None:
+                 config: WireConfig | None = None, max_workers: int = 4,
+                 on_query: QueryObserver | None = None) -> None:
         self.engine = engine
+        self.on_query = on_query
+        self.sessions_total = 0
         self.host, self._port = parse_bind(bind)
         self.config = config or WireConfig()
         self.catalog = Catalog(engine, self.config.database, DEFAULT_SETTINGS)
@@ -80,6 +86,11 @@ class PgWireServer:
         self._lock = threading.Lock()
         self._pids = itertools.count(os.getpid() * 1000 % 2_000_000_000 + 1)
         self._stopping = False
+
+    @property
+    def open_sessions(self) -> int:
+        with self._lock:
+            return len(self._conns)
 
     @property
     def port(self) -> int:
@@ -158,10 +169,11 @@ class PgWireServer:
         with self._lock:
             too_many = len(self._conns) >= MAX_CONNECTIONS
             self._conns.add(sock)
+            self.sessions_total += 1
         out = _SocketOutput(sock)
         pid = next(self._pids)
         session = Session(self.engine, self.catalog, self.config, out, self._executor,
-                          pid=pid, loopback=_is_loopback(peer))
+                          pid=pid, loopback=_is_loopback(peer), on_query=self.on_query)
         parser = m.Parser()
         try:
             if too_many:

@@ -24,7 +24,7 @@ from rstq.pgwire import sql as S
 from rstq.pgwire import types as T
 from rstq.pgwire.auth import ScramError, ScramServer
 from rstq.pgwire.catalog import Catalog
-from rstq.query.api import QueryEngine, QueryError
+from rstq.query.api import QueryEngine, QueryError, QueryObserver
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,10 @@ _TXN_TAGS = {"BEGIN": "BEGIN", "START": "BEGIN", "COMMIT": "COMMIT", "END": "COM
 
 class Session:
     def __init__(self, engine: QueryEngine, catalog: Catalog, config: WireConfig, out: Output,
-                 executor: Executor, *, pid: int, loopback: bool = True) -> None:
+                 executor: Executor, *, pid: int, loopback: bool = True,
+                 on_query: QueryObserver | None = None) -> None:
         self.engine = engine
+        self.on_query = on_query  # told of every statement run (time, outcome)
         self.catalog = catalog
         self.config = config
         self.out = out
@@ -430,6 +432,19 @@ class Session:
     # --- statements ------------------------------------------------------------------------------
 
     def _run_statement(self, sql: str, params: Sequence[Any]) -> Result:
+        on_query = self.on_query
+        if on_query is None:
+            return self._statement(sql, params)
+        t0 = time.perf_counter()
+        ok = False
+        try:
+            result = self._statement(sql, params)
+            ok = True
+            return result
+        finally:
+            on_query(time.perf_counter() - t0, ok)
+
+    def _statement(self, sql: str, params: Sequence[Any]) -> Result:
         log.debug("pgwire %d: %s %r", self.pid, sql, params)
         kw = S.keywords(sql, 3)
         head = kw[0] if kw else ""

@@ -7,7 +7,7 @@ the wire server can be tested with any engine that answers SQL with Arrow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,6 +33,11 @@ class TableDef:
     @property
     def schema(self) -> pa.Schema:
         return pa.schema([pa.field(c.name, c.type, c.nullable) for c in self.columns])
+
+
+# Told of every statement an endpoint ran: (seconds it took, whether it succeeded). The
+# metrics of the composition root (rstq.app) count and time queries with it.
+QueryObserver = Callable[[float, bool], None]
 
 
 class QueryError(Exception):

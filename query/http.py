@@ -23,7 +23,7 @@ from typing import Any
 
 import pyarrow as pa
 from aiohttp import web
-from rstq.query.api import QueryError
+from rstq.query.api import QueryError, QueryObserver
 from rstq.query.engine import Engine, Limits
 from rstq.query.source import Materializer, ServerSource, server_in_flight, server_sources
 from rstq.query.tables import TABLES
@@ -120,7 +120,9 @@ def _error(status: int, message: str, sqlstate: str | None = None) -> web.Respon
     return web.json_response(doc, status=status)
 
 
-def make_handler(server: ServerSource) -> Any:
+def make_handler(server: ServerSource, on_query: QueryObserver | None = None) -> Any:
+    """`on_query`: told of each query run (its time and outcome), not of malformed requests."""
+
     async def query(request: web.Request) -> web.Response:
         try:
             doc = json.loads(await request.read() or b"null")
@@ -130,12 +132,18 @@ def make_handler(server: ServerSource) -> Any:
             return _error(400, 'Expected a JSON body {"query": "<SQL>"}')
         accept = request.headers.get("accept", "")
         as_json = "application/json" in accept and ARROW_STREAM not in accept
+        t0 = time.perf_counter()
+        ok = False
         try:
             # Encoded on the query thread: a large answer must not hold the event loop.
             body = await engine_for(server).run_async(
                 doc["query"], json_body if as_json else arrow_stream)
+            ok = True
         except QueryError as e:
             return _error(500, f"Datafusion error: {e}", e.sqlstate)
+        finally:
+            if on_query is not None:
+                on_query(time.perf_counter() - t0, ok)
         if as_json:
             return web.Response(body=body, content_type="application/json")
         return web.Response(body=body, content_type=ARROW_STREAM)
@@ -143,10 +151,11 @@ def make_handler(server: ServerSource) -> Any:
     return query
 
 
-def add_routes(app: web.Application, server: ServerSource) -> None:
+def add_routes(app: web.Application, server: ServerSource,
+               on_query: QueryObserver | None = None) -> None:
     """`POST /query` (also `/v4/query`, the path Restate's CLI uses: core.admin adds the
     version prefixes to every admin route)."""
-    handler = make_handler(server)
+    handler = make_handler(server, on_query)
     app.router.add_post("/query", handler)
 
     tasks: set[asyncio.Task[None]] = set()

@@ -115,7 +115,8 @@ class OtlpExport:
         self._flushed = 0
         self.exported = 0
         self.dropped = 0
-        self.failed_batches = 0
+        self.failed_batches = 0  # export requests that failed (after the exporter's retries)
+        self.failed_spans = 0  # the spans in them
         self._thread = threading.Thread(target=self._worker, name="rstq-otlp-export",
                                         daemon=True)
         self._thread.start()
@@ -159,6 +160,7 @@ class OtlpExport:
                 self.exported += len(batch)
             else:
                 self.failed_batches += 1
+                self.failed_spans += len(batch)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Blocking: export what is queued now."""
