@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
 import click
 from rich.console import Group, RenderableType
 from rich.text import Text
 from rstq.cli.admin_client import EXIT_NOT_FOUND, AdminClient, AdminError, sql_str
+from rstq.cli.bulk import bulk_op
 from rstq.cli.common import admin_options, confirm_or_abort, yes_option
 from rstq.cli.render import (
     console,
@@ -443,10 +444,26 @@ def describe(invocation_id: str, client: AdminClient, as_json: bool) -> None:
 
 
 def _op_command(op: str, doc: str, past: str, destructive: bool) -> click.Command:
-    @click.argument("invocation_ids", nargs=-1, required=True, metavar="ID...")
+    @click.argument("invocation_ids", nargs=-1, required=False, metavar="[ID...]")
+    @click.option("--where", "where", default=None, metavar="PREDICATE",
+                  help="Instead of ids: every invocation matching this SQL predicate over "
+                       "sys_invocation, e.g. \"target_service_name = 'Payment' AND status = "
+                       "'backing-off'\" (asks first unless --yes).")
+    @click.option("--limit", type=click.IntRange(min=1), default=None,
+                  help="With --where: at most this many invocations (oldest first).")
+    @yes_option
     @admin_options
-    def run(invocation_ids: tuple[str, ...], client: AdminClient, as_json: bool,
-            yes: bool = False) -> None:
+    def run(invocation_ids: tuple[str, ...], where: str | None, limit: int | None,
+            client: AdminClient, as_json: bool, yes: bool = False) -> None:
+        if where is not None:
+            if invocation_ids:
+                raise click.UsageError("give invocation ids or --where, not both")
+            bulk_op(client, op, past, where, limit=limit, yes=yes, as_json=as_json)
+            return
+        if not invocation_ids:
+            raise click.UsageError("give one or more invocation ids, or --where PREDICATE")
+        if limit is not None:
+            raise click.UsageError("--limit goes with --where")
         if destructive:
             what = invocation_ids[0] if len(invocation_ids) == 1 else \
                 f"{len(invocation_ids)} invocations"
@@ -463,10 +480,8 @@ def _op_command(op: str, doc: str, past: str, destructive: bool) -> click.Comman
             print_json(results)
 
     run.__doc__ = doc
-    cmd: Callable[..., Any] = run
-    if destructive:
-        cmd = yes_option(cmd)
-    return click.command(op, help=doc)(cmd)
+    return click.command(op, help=doc + "\n\nWith --where PREDICATE instead of ids: every "
+                         "invocation the predicate selects, after a confirmation.")(run)
 
 
 for _op, _doc, _past, _destructive in (
