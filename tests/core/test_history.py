@@ -14,6 +14,7 @@ from rstq.core.apply import apply
 from rstq.core.model import COMPLETED, PartitionState
 from rstq.core.persistence import StorePersistence
 from rstq.core.store import keys
+from rstq.core.store.history import History
 
 from .builders import T0, inv_id_on, invoke, output
 
@@ -207,3 +208,20 @@ def test_a_quiet_partition_moves_its_few_completed_invocations_after_a_while(
     r.move()
     assert not r.state.invocations.hot_completed
     r.same(ids)
+
+
+def test_a_store_of_the_previous_format_reads_back(tmp_path: Path) -> None:
+    """Status rows written before the journal length led them (the last release's stores)."""
+    from rstq.core.model import Invocation, JournalEntry
+    from rstq.core.store import open_store, records
+    from rstq.core.store import state as stored
+
+    i = inv_id_on(0, P, n=3)
+    inv = Invocation(i, 0, "Svc", "run", "", "service", "", "invoked", T0, T0,  # type: ignore[arg-type]
+                     journal=[JournalEntry(0x0400, b"in", T0), JournalEntry(0x0401, b"x", T0)])
+    with open_store(tmp_path / "s") as store:
+        store.put(keys.status_key(i), records.encode(inv, ("journal",)))
+        for n, e in enumerate(inv.journal):
+            store.put(keys.journal_key(i, n), records.encode(e))
+        got = stored.StoreBacking(store, History(tmp_path / "h")).load(i)
+    assert got is not None and got[0] == inv and got[1] == 2
