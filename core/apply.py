@@ -553,8 +553,12 @@ def _call(
         execute_at_ms=msg.invoke_time if one_way else 0,
         deployment_id=cmd.callee_deployment_id,
         protocol_version=cmd.callee_protocol_version,
-        completion_retention_ms=inv.completion_retention_ms,
-        journal_retention_ms=inv.journal_retention_ms,
+        completion_retention_ms=(cmd.callee_completion_retention_ms
+                                 if cmd.callee_completion_retention_ms >= 0
+                                 else inv.completion_retention_ms),
+        journal_retention_ms=(cmd.callee_journal_retention_ms
+                              if cmd.callee_journal_retention_ms >= 0
+                              else inv.journal_retention_ms),
         trace_id=trace.trace_id,
         span_id=trace.span_id,
         parent_span_id=trace.parent_span_id,

@@ -100,6 +100,9 @@ class AppendEntry:
     callee_handler_ty: str = ""
     callee_deployment_id: str = ""
     callee_protocol_version: int = 0
+    # The callee's own retention (ms; -1: a record from before these fields: the caller's).
+    callee_completion_retention_ms: int = -1
+    callee_journal_retention_ms: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from rstq.core.model import COMPLETED, SCHEDULED, Invocation, PartitionState
 from rstq.core.plugins import TraceSource
 from rstq.core.ports import Limits, Partitions, Result, SchemaSource, Waiters
 from rstq.core.processor import Refused
-from rstq.core.schema import Service
+from rstq.core.schema import Service, retention_ms
 from rstq.protocol import trace_ids as tids
 from rstq.protocol.ids import BASE62_ALPHABET, IdError
 
@@ -592,7 +592,8 @@ class Ingress:
             inv_id = idempotent_invocation_id(service.name, target.key, handler, idem)
         else:
             inv_id = new_invocation_id(service.name, target.key, now)
-        completion_ms, journal_ms = _retention(service, handler, idem is not None, workflow_run)
+        completion_ms, journal_ms = retention_ms(service, handler, idem is not None,
+                                                 workflow_run)
         deployment = self.meta.schema.deployments.get(service.deployment_id)
         tracing = self.trace_source  # None: off, no ids
         trace = (tracing.invoke_trace(inv_id, request.headers.get("traceparent"))
@@ -801,17 +802,6 @@ def _parse_signal_id(awakeable_id: str) -> tuple[str, int]:
         # prom_1 ids complete journal entries of protocol <= v3, which rstq never speaks.
         reason = "legacy awakeable ids (protocol <= v3) are not supported"
     raise IngressError(400, f"bad awakeable id '{awakeable_id}': {reason}")
-
-
-def _retention(service: Service, handler: str, idempotent: bool,
-               workflow_run: bool) -> tuple[int, int]:
-    """(completion, journal) retention in ms: restate's compute_retention."""
-    s = service.settings(handler)
-    if workflow_run or idempotent:
-        completion = s.workflow_completion_retention_ms if workflow_run \
-            else s.idempotency_retention_ms
-        return completion, min(s.journal_retention_ms, completion)
-    return s.journal_retention_ms, s.journal_retention_ms
 
 
 def _forwarded_headers(request: web.Request) -> list[tuple[str, str]]:

@@ -34,7 +34,7 @@ from rstq.core.metrics import Metrics
 from rstq.core.model import INVOKED, Invocation, PartitionState
 from rstq.core.ports import Limits, Partition, Partitions, SchemaSource
 from rstq.core.processor import Refused
-from rstq.core.schema import Deployment
+from rstq.core.schema import Deployment, retention_ms
 from rstq.core.transport import Exchange, Head, Transport, TransportError
 from rstq.protocol import messages as pm
 from rstq.protocol import trace_ids as tids
@@ -461,10 +461,15 @@ class Invoker:
         else:
             callee = new_invocation_id(svc.name, key, self.clock.now_ms())
         dep = self.meta.schema.deployments[svc.deployment_id]
+        completion_ms, journal_ms = retention_ms(
+            svc, msg.handler_name, bool(msg.idempotency_key),
+            svc.ty == "workflow" and handler_ty == "workflow")
         return c.AppendEntry(att.invocation_id, att.epoch, t, raw, callee_id=callee,
                              callee_service_ty=svc.ty, callee_handler_ty=handler_ty,
                              callee_deployment_id=dep.deployment_id,
-                             callee_protocol_version=dep.protocol_version)
+                             callee_protocol_version=dep.protocol_version,
+                             callee_completion_retention_ms=completion_ms,
+                             callee_journal_retention_ms=journal_ms)
 
     # --- failures ------------------------------------------------------------------------------
 

@@ -151,3 +151,15 @@ class MetaStore:
 
     async def close(self) -> None:
         await self.log.close()
+
+
+def retention_ms(service: Service, handler: str, idempotent: bool,
+                 workflow_run: bool) -> tuple[int, int]:
+    """(completion, journal) retention in ms of a new invocation: restate's
+    compute_retention (ingress calls and service-to-service calls alike)."""
+    s = service.settings(handler)
+    if workflow_run or idempotent:
+        completion = s.workflow_completion_retention_ms if workflow_run \
+            else s.idempotency_retention_ms
+        return completion, min(s.journal_retention_ms, completion)
+    return s.journal_retention_ms, s.journal_retention_ms

@@ -513,3 +513,19 @@ def test_bad_ids_from_a_handler_are_rejected_not_fatal() -> None:
     note = pm.AttachInvocationCompletionNotificationMessage.decode(s.inv(i).journal[-1].raw)
     assert note.failure is not None and note.failure.code == 400
     assert s.inv(i).status == INVOKED and len(s.inv(i).journal) == 5
+
+
+def test_a_callee_gets_its_own_retention_and_an_older_record_the_callers() -> None:
+    s = Sim()
+    caller = new_id(1)
+    s(invoke(caller, completion_retention_ms=1000, journal_retention_ms=1000))
+    msg = pm.CallCommandMessage(service_name="Svc", handler_name="run", parameter=b"1",
+                                invocation_id_notification_idx=1, result_completion_id=2)
+    own, old = new_id(2), new_id(3)
+    s(entry(caller, 1, msg, callee_id=own, callee_service_ty="service",
+            callee_completion_retention_ms=7_200_000, callee_journal_retention_ms=0))
+    msg2 = pm.CallCommandMessage(service_name="Svc", handler_name="run", parameter=b"2",
+                                 invocation_id_notification_idx=3, result_completion_id=4)
+    s(entry(caller, 1, msg2, callee_id=old, callee_service_ty="service"))
+    assert (s.inv(own).completion_retention_ms, s.inv(own).journal_retention_ms) == (7_200_000, 0)
+    assert (s.inv(old).completion_retention_ms, s.inv(old).journal_retention_ms) == (1000, 1000)
