@@ -28,6 +28,7 @@ import msgpack
 import pyarrow as pa
 from crc32c import crc32c
 from pyarrow import ipc
+from rstq.core.log.segment import fsync_dir
 from rstq.core.model import (
     Invocation,
     JournalEntry,
@@ -237,14 +238,6 @@ def tables_to_state(tables: dict[str, pa.Table]) -> PartitionState:
 # --- files -------------------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_snapshot(directory: Path, state: PartitionState, keep: int = 2) -> Path:
     """Write `state` as snapshot `<applied_lsn>`; keep the newest `keep` snapshots."""
     root = directory / "snapshots"
@@ -261,7 +254,7 @@ def write_snapshot(directory: Path, state: PartitionState, keep: int = 2) -> Pat
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     for old in sorted(p for p in root.iterdir() if not p.name.startswith("."))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -283,7 +276,7 @@ def _write_files(tmp: Path, state: PartitionState) -> None:
         json.dump(manifest, f)
         f.flush()
         os.fsync(f.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
 
 
 def load_latest(directory: Path) -> PartitionState | None:

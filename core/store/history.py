@@ -40,6 +40,7 @@ from typing import Any
 
 import pyarrow as pa
 from rstq.core.invocations import expires_at
+from rstq.core.log.segment import fsync_dir
 from rstq.core.model import Invocation, JournalEntry
 from rstq.core.store import keys, records
 from rstq.core.store.api import ReadView
@@ -153,14 +154,14 @@ def write_segment(directory: Path, segment_id: str, invocations: Iterable[Invoca
     with pa.OSFile(str(tmp), "wb") as sink:
         with pa.ipc.new_file(sink, SCHEMA) as writer:
             writer.write_table(table, max_chunksize=max(1, len(invs)))
-    _fsync(tmp)
+    _fsync_file(tmp)
     tmp.rename(final)
-    _fsync(directory)
+    fsync_dir(directory)
     return SegmentMeta(segment_id, len(invs), min(exp, default=0), max(exp, default=0),
                        created_lsn, final.stat().st_size)
 
 
-def _fsync(path: Path) -> None:
+def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
