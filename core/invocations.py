@@ -77,9 +77,7 @@ class InvocationTable:
     def get(self, inv_id: str, default: None = None) -> Invocation | None:
         """The invocation, unless it is absent or expired at `now`."""
         inv = self.peek(inv_id)
-        if inv is not None and inv.status == COMPLETED and expires_at(inv) <= self.now:
-            return None
-        return inv
+        return None if inv is not None and expired(inv, self.now) else inv
 
     def peek(self, inv_id: str) -> Invocation | None:
         """The invocation even if expired (apply deletes it then), loading it if needed."""

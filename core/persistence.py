@@ -321,7 +321,6 @@ class StorePersistence:
         try:
             assert self.store is not None and move.meta is not None
             changed = move.feed.take()[Keyed.INVOCATIONS]
-            state.changes.unsubscribe(move.feed)
             if self.behind:
                 raise StoreError("the store is behind the state: history move abandoned")
             b = self.store.batch()

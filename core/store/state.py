@@ -103,12 +103,20 @@ def status_value(inv: Invocation) -> bytes:
 
 def read_invocation(view: ReadView, inv_id: str, raw: bytes) -> Invocation:
     """The invocation of status row `raw`, with its journal."""
+    n, inv = _decode_status(raw)
+    return _with_journal(view, inv_id, inv, n)
+
+
+def _decode_status(raw: bytes) -> tuple[int | None, Invocation]:
+    """A status row: its journal length (None: the first format, which did not say) and the
+    invocation without its journal."""
     if raw[:1] == _STATUS_V2:
-        n: int | None = int.from_bytes(raw[1:5], "big")
-        inv = records.decode(Invocation, raw[5:], _NO_JOURNAL)
-    else:  # the first format: the record alone; the journal is every row of its prefix
-        n = None
-        inv = records.decode(Invocation, raw, _NO_JOURNAL)
+        return int.from_bytes(raw[1:5], "big"), records.decode(Invocation, raw[5:], _NO_JOURNAL)
+    return None, records.decode(Invocation, raw, _NO_JOURNAL)  # the first format
+
+
+def _with_journal(view: ReadView, inv_id: str, inv: Invocation, n: int | None) -> Invocation:
+    """`inv` with its `n` journal entries read (None: every row of its prefix)."""
     if n == 0:
         return inv
     start = k.journal_prefix(inv_id)
@@ -181,9 +189,6 @@ class StateWriter:
         b = self.store.batch()
         for inv_id in changes[Keyed.INVOCATIONS]:
             self._invocation(b, state, str(inv_id))
-        for inv_id in list(state.invocations.removed):  # removed without a mark (none today)
-            if inv_id not in self._placed:
-                self._invocation(b, state, inv_id)
         for key in changes[Keyed.KV]:
             self._kv(b, state, _pair(key))
         for key in changes[Keyed.LOCKS]:
@@ -351,11 +356,12 @@ def load(view: ReadView, partition_id: int, partitions: int,
     for key, value in _rows(view, k.Table.STATUS):
         (inv_field,) = _fields(key, k.Table.STATUS)
         inv_id = _str(inv_field)
-        if backing is not None and _completed(value):
+        n, inv = _decode_status(value)
+        if backing is not None and inv.status == COMPLETED:  # stays on disk
             table.hot_completed.add(inv_id)
             table.hot_since = table.now
             continue
-        inv = read_invocation(view, inv_id, value)
+        inv = _with_journal(view, inv_id, inv, n)
         table.mem[inv_id] = inv
         table.loc[inv_id] = len(inv.journal)
     for key, value in _rows(view, k.Table.STATE) if backing is None else ():  # else: lazily
@@ -385,11 +391,6 @@ def load(view: ReadView, partition_id: int, partitions: int,
         svc, obj, handler, ikey = _fields(key, k.Table.IDEMPOTENCY)
         state.idempotency[(_str(svc), _str(obj), _str(handler), _str(ikey))] = value.decode()
     return state
-
-
-def _completed(status_row: bytes) -> bool:
-    record = status_row[5:] if status_row[:1] == _STATUS_V2 else status_row
-    return records.decode(Invocation, record, _NO_JOURNAL).status == COMPLETED
 
 
 def _fields(key: bytes, table: k.Table) -> Sequence[k.Field]:
