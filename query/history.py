@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,6 +29,7 @@ from rstq.core.changes import Keyed
 from rstq.core.invocations import expires_at
 from rstq.core.model import Invocation
 from rstq.core.store.history import History, Segment, journal_expires_at
+from rstq.core.store.keys import inv_str
 from rstq.query.tables import STORES
 from rstq.query.tables.base import Cols, RowContext, Store, to_batch
 
@@ -153,19 +153,17 @@ class HistoryNodes:
     def __init__(self) -> None:
         self._nodes: dict[tuple[str, str], tuple[tuple[int, int], HistoryNode]] = {}
 
-    def key(self, history: History | None, now_ms: int) -> tuple[int, int]:
-        """Changes whenever the nodes would: segments or tombstones, or a row expiring."""
-        if history is None:
-            return (0, 0)
-        expiring = [s.meta.min_expires_at for s in list(history.segments.values())
-                    if s.meta.min_expires_at <= now_ms]
-        return (history.version, now_ms // 1000 if expiring else 0)
+    @staticmethod
+    def key(history: History | None) -> int:
+        """Changes whenever the segments or tombstones do. (Rows expire at the partition's
+        time, which moves only with an applied command: the snapshot key has its LSN.)"""
+        return 0 if history is None else history.version
 
-    def nodes(self, history: History | None, store: Store, now_ms: int | None = None,
+    def nodes(self, history: History | None, store: Store, now: int,
               ) -> tuple[HistoryNode, ...]:
+        """The store's nodes, rows expired at `now` (the partition's time) left out."""
         if history is None or store not in HISTORY_STORES:
             return ()
-        now = int(time.time() * 1000) if now_ms is None else now_ms
         out = []
         live = set()
         for sid, seg in sorted(list(history.segments.items())):
@@ -175,8 +173,6 @@ class HistoryNodes:
             stamp = (len(void), now if expiring else 0)
             got = self._nodes.get((store.name, sid))
             if got is None or got[0] != stamp or got[1].segment is not seg:
-                from rstq.core.store.keys import inv_str
-
                 node = HistoryNode(history.directory, seg, store, now,
                                    frozenset(inv_str(r) for r in void))
                 got = self._nodes[(store.name, sid)] = (stamp, node)

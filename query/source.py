@@ -104,8 +104,8 @@ class Materializer:
             self._schema_tables = schema_tables(schema)
             changed = True
         pkey = tuple((s.state.applied_lsn, s.durable_lsn, s.first_lsn, s.snapshot_lsn,
-                      len(s.state.invocations), pv.epoch, h.key(s.history, _now(s)))
-                     for s, pv, h in zip(parts, views, self.history, strict=False))
+                      len(s.state.invocations), pv.epoch, HistoryNodes.key(s.history))
+                     for s, pv in zip(parts, views, strict=True))
         if pkey != self._partition_key:
             self._partition_key = pkey
             changed = True
