@@ -125,49 +125,42 @@ class _StateCollector(Collector):
         invocations = GaugeMetricFamily(
             "rstq_invocations", "Invocations not completed yet, by service and status (the "
             "completed ones: rstq_invocations_retained).", labels=["service", "status"])
-        retained = GaugeMetricFamily(
-            "rstq_invocations_retained", "Invocations a partition holds, completed ones "
-            "included (in memory, in its store or its history segments).",
-            labels=["partition"])
-        resident = GaugeMetricFamily(
-            "rstq_invocations_resident", "Invocations held as Python objects (live work and "
-            "the cache of completed ones, --cache-size).", labels=["partition"])
-        segments = GaugeMetricFamily(
-            "rstq_history_segments", "History segment files (completed invocations).",
-            labels=["partition"])
-        inbox = GaugeMetricFamily(
-            "rstq_inbox_depth", "Invocations queued behind a key's lock.", labels=["partition"])
-        timers = GaugeMetricFamily(
-            "rstq_timers_pending", "Durable timers not fired yet.", labels=["partition"])
-        applied = GaugeMetricFamily(
-            "rstq_partition_applied_lsn", "Last log record applied to the state.",
-            labels=["partition"])
-        durable = GaugeMetricFamily(
-            "rstq_partition_durable_lsn", "Last log record known durable.",
-            labels=["partition"])
-        snapshot = GaugeMetricFamily(
-            "rstq_partition_checkpoint_lsn", "LSN of the newest restart point.",
-            labels=["partition"])
-        running = GaugeMetricFamily(
-            "rstq_partition_up", "1 while the partition processor runs, 0 once it stopped.",
-            labels=["partition"])
+        gauges = [GaugeMetricFamily(name, doc, labels=["partition"])
+                  for name, doc in _PER_PARTITION]
         by_status: Tally[tuple[str, str]] = Tally()
         for proc in self._partitions():
             p = str(proc.partition_id)
-            state = proc.state
-            for inv in state.invocations.live():
+            for inv in proc.state.invocations.live():
                 by_status[(inv.service, str(inv.status))] += 1
-            retained.add_metric([p], len(state.invocations))
-            resident.add_metric([p], len(state.invocations.mem))
-            history = getattr(proc.persistence, "history", None)
-            segments.add_metric([p], len(history.segments) if history is not None else 0)
-            inbox.add_metric([p], sum(len(q) for q in list(state.inboxes.values())))
-            timers.add_metric([p], len(state.timers))
-            applied.add_metric([p], state.applied_lsn)
-            durable.add_metric([p], proc.log.durable_lsn)
-            snapshot.add_metric([p], proc.stats.snapshot_lsn)
-            running.add_metric([p], 1 if proc.running else 0)
+            for gauge, value in zip(gauges, self._values(proc), strict=True):
+                gauge.add_metric([p], value)
         for (service, status), n in sorted(by_status.items()):
             invocations.add_metric([service, status], n)
-        return [invocations, retained, resident, segments, inbox, timers, applied, durable,
-                snapshot, running]
+        return [invocations, *gauges]
+
+    @staticmethod
+    def _values(proc: PartitionProcessor) -> tuple[float, ...]:
+        """One partition's values, in the order of `_PER_PARTITION`."""
+        state = proc.state
+        history = getattr(proc.persistence, "history", None)
+        return (len(state.invocations), len(state.invocations.mem),
+                len(history.segments) if history is not None else 0,
+                sum(len(q) for q in list(state.inboxes.values())), len(state.timers),
+                state.applied_lsn, proc.log.durable_lsn, proc.stats.snapshot_lsn,
+                1 if proc.running else 0)
+
+
+# Gauges with one value per partition, read at scrape time (`_StateCollector._values`).
+_PER_PARTITION: tuple[tuple[str, str], ...] = (
+    ("rstq_invocations_retained", "Invocations a partition holds, completed ones included (in "
+     "memory, in its store or its history segments)."),
+    ("rstq_invocations_resident", "Invocations held as Python objects (live work and the "
+     "cache of completed ones, --cache-size)."),
+    ("rstq_history_segments", "History segment files (completed invocations)."),
+    ("rstq_inbox_depth", "Invocations queued behind a key's lock."),
+    ("rstq_timers_pending", "Durable timers not fired yet."),
+    ("rstq_partition_applied_lsn", "Last log record applied to the state."),
+    ("rstq_partition_durable_lsn", "Last log record known durable."),
+    ("rstq_partition_checkpoint_lsn", "LSN of the newest restart point."),
+    ("rstq_partition_up", "1 while the partition processor runs, 0 once it stopped."),
+)
