@@ -63,6 +63,13 @@ Headers = Mapping[str, str] | Iterable[tuple[str, str]]
 MAX_OPEN_STREAMS = 256
 
 
+class _Connection(h2.connection.H2Connection):
+    # h2 remembers up to 2**16 closed streams per connection (~120 B each) to tell a late
+    # frame from a protocol error; an invoker connection carries one stream per invocation,
+    # so that is ~8 MB that grows with history. A few thousand cover any late frame.
+    MAX_CLOSED_STREAMS = 4096
+
+
 class H2ConnectionError(Exception):
     """The connection (or the stream on it) failed: refused, closed, GOAWAY, protocol error.
 
@@ -247,7 +254,7 @@ class H2Connection:
         self._reader = reader
         self._writer = writer
         config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
-        self._h2 = h2.connection.H2Connection(config=config)
+        self._h2 = _Connection(config=config)
         self._streams: dict[int, H2Stream] = {}
         self._capacity = asyncio.Event()  # set when a stream slot may have freed up
         self._settings_seen = asyncio.Event()  # the peer's first SETTINGS arrived

@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 _cache: dict[str, int] = {}
+CACHE_MAX = 8192  # it keeps the id strings alive: small, or it grows with history
 
 
 def partition_key_of(invocation_id: str) -> int:
@@ -37,7 +38,7 @@ def partition_key_of(invocation_id: str) -> int:
     pk = _cache.get(invocation_id)
     if pk is None:
         pk = int(InvocationId.parse(invocation_id).partition_key)
-        if len(_cache) > 100_000:
+        if len(_cache) > CACHE_MAX:
             _cache.clear()
         _cache[invocation_id] = pk
     return pk

@@ -76,7 +76,9 @@ def describe_type(type_code: int) -> tuple[str, str]:
 
 
 _MEMO: dict[tuple[int, bytes], EntryInfo] = {}
-MEMO_MAX = 200_000
+# Bounded small: it keeps each payload (and its JSON) alive, so a large memo grows the
+# process with history (25k entries held ~15 MB).
+MEMO_MAX = 8192
 stats = {"decoded": 0}
 
 

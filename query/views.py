@@ -419,7 +419,7 @@ _BY_SOURCE: dict[Keyed, tuple[Store, ...]] = {
 
 def _lane(store: Store) -> Lane:
     return Lane(store.schema, store.expand, store.deferred)
-PENDING_TRIM = 20_000  # trim a store's pending keys past this many (and past 2x its live keys)
+PENDING_TRIM = 4096  # trim a store's pending keys past this many (and past 2x its live keys)
 
 
 class PartitionViews:

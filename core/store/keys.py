@@ -142,7 +142,7 @@ def unescape(key: bytes, pos: int) -> tuple[bytes, int]:
         pos = start = z + 2
 
 
-@functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 13)  # small: it keeps ids alive (memory grows with it)
 def inv_raw(invocation_id: str) -> bytes:
     """The 24-byte raw form of an `inv_1…` id (cached: parsing costs ~14 µs)."""
     return InvocationId.parse(invocation_id).to_bytes()
