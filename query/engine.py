@@ -24,12 +24,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from datafusion import RuntimeEnvBuilder, SessionConfig, SessionContext, SQLOptions
+from datafusion import (
+    DataFrame,
+    RecordBatchStream,
+    RuntimeEnvBuilder,
+    SessionConfig,
+    SessionContext,
+    SQLOptions,
+)
 from datafusion.catalog import CatalogProvider, SchemaProvider, Table
-from rstq.query import errors
+from rstq.query import errors, pushdown
 from rstq.query import tables as t
 from rstq.query.api import QueryError, TableDef
 from rstq.query.governor import CpuMeter, Governor
+from rstq.query.history import HistoryNode
+from rstq.query.pushdown import HistoryDataset
 from rstq.query.tables.base import Cols, Kind, Select, to_batch
 from rstq.query.views import STORE_NAMES, Snapshot
 
@@ -174,6 +183,10 @@ class Engine:
         self._cache: dict[tuple[str, Cols],
                           tuple[tuple[tuple[ReadNode, ...], ...] | pa.RecordBatch, Table]] = {}
         self._empties: dict[str, Table] = {}
+        # (table, columns) -> (hot provider, history nodes) -> (union view, its history set)
+        self._unions: dict[tuple[str, Cols], tuple[tuple[Table, tuple[tuple[ReadNode, ...],
+                                                                       ...]],
+                                                    tuple[Table, HistoryDataset]]] = {}
         self._lock = threading.Lock()
         # Hooks for other layers (e.g. pg_catalog for the Postgres wire server).
         self.extra_schemas: dict[str, Callable[[], SchemaProvider]] = {}
@@ -315,13 +328,13 @@ class Engine:
             self.queries += 1
             try:
                 with CpuMeter() as built:
-                    ctx = self.context(snap, query)
+                    ctx, history = self._context(snap, query)
                 self._materialize_cpu = built.total
                 with cpu:
                     values = ({str(i + 1): v for i, v in enumerate(params)} if params else None)
                     df = ctx.sql(query, options=_READ_ONLY, param_values=values)
                     schema = df.schema()
-                    stream = df.execute_stream()
+                    stream = _execute(df, history)
                 batches: list[pa.RecordBatch] = []
                 async with asyncio.timeout(timeout):
                     async for b in stream:
@@ -343,6 +356,11 @@ class Engine:
         """A fresh session over `snap` (call on the query thread). Only the tables `query`
         names are materialized; the others are empty stand-ins with the right schema (enough
         for information_schema), as a query can only read a table it names."""
+        return self._context(snap, query)[0]
+
+    def _context(self, snap: Snapshot, query: str | None
+                 ) -> tuple[SessionContext, list[HistoryDataset]]:
+        """`context`, and the history datasets its tables scan."""
         lim = self.limits
         cfg = (SessionConfig()
                .with_information_schema(True)
@@ -353,15 +371,18 @@ class Engine:
         rt = RuntimeEnvBuilder().with_greedy_memory_pool(lim.memory_bytes) \
             .with_disk_manager_disabled()
         ctx = SessionContext(cfg, rt)
-        schemas: dict[str, SchemaProvider] = {SCHEMA: _Schema(self._tables(snap, query))}
+        history: list[HistoryDataset] = []
+        schemas: dict[str, SchemaProvider] = {
+            SCHEMA: _Schema(self._tables(snap, query, history))}
         for name, make in self.extra_schemas.items():
             schemas[name] = make()
         ctx.register_catalog_provider(CATALOG, _Catalog(schemas))
         for hook in self.context_hooks:
             hook(ctx)
-        return ctx
+        return ctx, history
 
-    def _tables(self, snap: Snapshot, query: str | None) -> dict[str, Table]:
+    def _tables(self, snap: Snapshot, query: str | None,
+                history: list[HistoryDataset]) -> dict[str, Table]:
         out: dict[str, Table] = {}
         named = {td.name for td in named_tables(query)}
         words = words_read(query)
@@ -385,14 +406,45 @@ class Engine:
                 small = snap.small[td.name]
                 out[td.name] = self._table(td, small, [[small]])
                 continue
-            out[td.name] = self._store_table(snap, td, columns_read(td, words))
+            out[td.name] = self._store_table(snap, td, columns_read(td, words), history)
         return out
 
-    def _store_table(self, snap: Snapshot, td: TableDef, cols: Cols) -> Table:
+    def _store_table(self, snap: Snapshot, td: TableDef, cols: Cols,
+                     history: list[HistoryDataset]) -> Table:
+        """The table over the views' nodes; with history segments, the union of that and a
+        `HistoryDataset` over them, which scans only what the query's filters can match."""
         read = t.READS[td.name]
         assert read.store is not None
         nodes = snap.stores[read.store.name]
-        return self._table(td, nodes, (nodes, read.select, cols))
+        segs = tuple(tuple(n for n in lane if isinstance(n, HistoryNode)) for lane in nodes)
+        if not any(segs):
+            return self._table(td, nodes, (nodes, read.select, cols))
+        hot = tuple(tuple(n for n in lane if not isinstance(n, HistoryNode)) for lane in nodes)
+        hot_table = self._table(td, hot, (hot, read.select, cols))
+        slot = (td.name, cols)
+        cached = self._unions.get(slot)
+        if cached is not None and cached[0][0] is hot_table and _same(cached[0][1], segs):
+            view, dataset = cached[1]
+        else:
+            dataset = HistoryDataset(td.name, td.schema, segs, read.select)
+            view = self._union(td.name, hot_table, dataset)
+            self._unions[slot] = ((hot_table, segs), (view, dataset))
+        history.append(dataset)
+        return view
+
+    def _union(self, name: str, hot: Table, dataset: HistoryDataset) -> Table:
+        if self._builder is None:
+            self._builder = SessionContext()
+        b = self._builder
+        hot_name, seg_name = f"__hot_{name}", pushdown.PREFIX + name
+        b.register_table(hot_name, hot)
+        b.register_table(seg_name, Table(dataset))
+        try:
+            view = b.table(hot_name).union(b.table(seg_name)).into_view()
+        finally:
+            b.deregister_table(hot_name)
+            b.deregister_table(seg_name)
+        return view if isinstance(view, Table) else Table(view)
 
     def _table(self, td: TableDef, key: tuple[tuple[ReadNode, ...], ...] | pa.RecordBatch,
                parts: list[list[pa.RecordBatch]] | tuple[tuple[tuple[ReadNode, ...], ...],
@@ -446,6 +498,25 @@ def _same(a: object, b: object) -> bool:
             len(x) == len(y) and all(p is q for p, q in zip(x, y, strict=True))
             for x, y in zip(a, b, strict=True))
     return a is b
+
+
+def _execute(df: DataFrame, history: Sequence[HistoryDataset]) -> RecordBatchStream:
+    """Start `df`; first tell each history dataset the partition keys its scans can match
+    (from the optimized plan). The datasets read them while the physical plan is made,
+    within this call, on the engine's one query thread: no other query sees them."""
+    if not history:
+        return df.execute_stream()
+    try:
+        keys = pushdown.scan_keys(df.optimized_logical_plan())
+    except Exception:  # noqa: BLE001 - no pruning then; the query itself reports errors
+        keys = {}
+    for d in history:
+        d.keys = keys.get(pushdown.PREFIX + d.name)
+    try:
+        return df.execute_stream()
+    finally:
+        for d in history:
+            d.keys = None
 
 
 def _same_table(table: pa.Table) -> pa.Table:

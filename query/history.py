@@ -29,15 +29,17 @@ from rstq.core.changes import Keyed
 from rstq.core.invocations import expires_at
 from rstq.core.model import Invocation
 from rstq.core.store.history import History, Segment, journal_expires_at
-from rstq.core.store.keys import inv_str
+from rstq.core.store.keys import inv_raw, inv_str
+from rstq.query.pushdown import key_ranges
 from rstq.query.tables import STORES
 from rstq.query.tables.base import Cols, RowContext, Store, to_batch
 
 log = logging.getLogger(__name__)
 
-FORMAT = "1"
+FORMAT = "2"  # 2: rows sorted by raw invocation id (partition key first)
 _KEY = "__key"  # hidden columns: the invocation id of the row, and when the row expires
 _EXPIRES = "__expires_at"
+PARTITION_KEY = "partition_key"  # every history store has it
 HISTORY_STORES: tuple[Store, ...] = tuple(s for s in STORES if s.source == Keyed.INVOCATIONS)
 _CTX = RowContext()
 
@@ -55,6 +57,9 @@ def encode(history_dir: Path, segment_id: str, invocations: Sequence[Invocation]
 
 
 def _batch(store: Store, invocations: Sequence[Invocation]) -> pa.RecordBatch:
+    # In the segment's order (raw id: partition key, then uuid), so a partition key is a
+    # binary search (query/pushdown.py).
+    invocations = sorted(invocations, key=lambda i: inv_raw(i.invocation_id))
     state: Any = SimpleNamespace(invocations={i.invocation_id: i for i in invocations})
     journal = store.name == "journal"
     rows, keys, expiry = [], [], []
@@ -106,24 +111,70 @@ class HistoryNode:
         self.now_ms = now_ms
         self.void = void  # purged invocation ids
         self._lock = threading.Lock()
+        self._full: pa.RecordBatch | None = None
+        self._sorted = False
+        self._pk_range: tuple[int, int] | None = None
         self._batch: pa.RecordBatch | None = None
         self._derived: dict[tuple[str, Cols], pa.RecordBatch] = {}
 
-    def _load(self) -> pa.RecordBatch:
+    def _file(self) -> pa.RecordBatch:
+        """Every row of the file, expired or not (memory-mapped; built if missing)."""
         with self._lock:
-            if self._batch is None:
+            if self._full is None:
                 try:
                     full = _read(self.path)
                 except (OSError, pa.ArrowInvalid):
                     full = self._rebuild()
-                keep = pc.greater(full.column(_EXPIRES), pa.scalar(self.now_ms, pa.int64()))
-                if self.void:
-                    keep = pc.and_(keep, pc.invert(pc.is_in(
-                        full.column(_KEY), value_set=pa.array(sorted(self.void), pa.string()))))
-                kept = full.filter(keep) if not pc.all(keep).as_py() else full
-                self._batch = pa.RecordBatch.from_arrays(
-                    [kept.column(f.name) for f in self.schema], schema=self.schema)
+                pk = full.column(PARTITION_KEY)
+                self._sorted = len(pk) < 2 or pc.all(pc.greater_equal(
+                    pk.slice(1), pk.slice(0, len(pk) - 1))).as_py() is True
+                self._pk_range = ((pk[0].as_py(), pk[-1].as_py()) if self._sorted and len(pk)
+                                  else (pc.min(pk).as_py(), pc.max(pk).as_py()) if len(pk)
+                                  else None)
+                self._full = full
+            return self._full
+
+    def _keep(self, rows: pa.RecordBatch) -> pa.RecordBatch:
+        """`rows` less those expired or purged, with the store's columns."""
+        keep = pc.greater(rows.column(_EXPIRES), pa.scalar(self.now_ms, pa.int64()))
+        if self.void:
+            keep = pc.and_(keep, pc.invert(pc.is_in(
+                rows.column(_KEY), value_set=pa.array(sorted(self.void), pa.string()))))
+        kept = rows.filter(keep) if not pc.all(keep).as_py() else rows
+        return pa.RecordBatch.from_arrays([kept.column(f.name) for f in self.schema],
+                                          schema=self.schema)
+
+    def _load(self) -> pa.RecordBatch:
+        full = self._file()
+        with self._lock:
+            if self._batch is None:
+                self._batch = self._keep(full)
             return self._batch
+
+    def may_hold(self, keys: frozenset[int]) -> bool:
+        """Whether a row of one of these partition keys can be in the segment."""
+        self._file()
+        if self._pk_range is None:
+            return False
+        lo, hi = self._pk_range
+        return any(lo <= k <= hi for k in keys)
+
+    def rows(self, keys: frozenset[int] | None) -> pa.RecordBatch:
+        """The valid rows, only those of partition keys `keys` if given."""
+        if keys is None:
+            return self._load()
+        full = self._file()
+        if self._sorted:
+            parts = [full.slice(a, b - a) for a, b in key_ranges(full.column(PARTITION_KEY),
+                                                                 keys)]
+            if not parts:
+                return self._keep(full.slice(0, 0))
+            some = parts[0] if len(parts) == 1 else pa.Table.from_batches(
+                parts).combine_chunks().to_batches()[0]
+        else:
+            some = full.filter(pc.is_in(full.column(PARTITION_KEY),
+                                        value_set=pa.array(sorted(keys), pa.uint64())))
+        return self._keep(some)
 
     def _rebuild(self) -> pa.RecordBatch:
         seg = self.segment
