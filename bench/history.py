@@ -473,6 +473,10 @@ def mark_measure(kind: str, server: Server, loader: Loader, ph: Phase, mark: int
     rec["server_cpu_ms_per_inv"] = cpu / len(ph.lat) * 1e3 if len(ph.lat) else math.nan
     time.sleep(1.0)  # let in-flight work settle before sampling memory
     rec["rss_mb"], rec["hwm_mb"] = rss_mb(server.pid)
+    # VmRSS counts the pages of memory-mapped files (segments) too: reclaimable page cache.
+    with contextlib.suppress(OSError):
+        rec["rss_anon_mb"] = vm_kb(server.pid, "RssAnon") / 1024
+        rec["rss_file_mb"] = vm_kb(server.pid, "RssFile") / 1024
     if kind == "rstq":
         rec["checkpoints"] = checkpoint_delta(ckpt0, metrics(server.admin_url))
     alloc, apparent = disk_bytes(server.data_dir)
@@ -539,7 +543,9 @@ def describe(kind: str, r: dict[str, Any]) -> None:
     ck = r.get("checkpoints", {})
     q = " / ".join(fmt(x["median_ms"]) for x in r["queries"])
     err = f"  ERRORS {r['errors']:.0f}" if r["errors"] else ""
-    print(f"[{kind}] mark {r['mark']}: RSS {r['rss_mb']:.0f} MB (HWM {r['hwm_mb']:.0f}, after "
+    print(f"[{kind}] mark {r['mark']}: RSS {r['rss_mb']:.0f} MB (anon "
+          f"{fmt(r.get('rss_anon_mb', math.nan))}, file {fmt(r.get('rss_file_mb', math.nan))}, "
+          f"HWM {r['hwm_mb']:.0f}, after "
           f"SQL {r['rss_after_sql_mb']:.0f}), {r['rate']:.0f} req/s p50 {r['p50_ms']:.1f} p99 "
           f"{r['p99_ms']:.1f} ms (last {r['window_s']:.0f} s), server cpu "
           f"{r['server_cpu_ms_per_inv']:.2f} ms/inv, disk {r['disk_bytes_per_inv']:.0f} B/inv, "

@@ -32,13 +32,20 @@ from rstq.core.snapshot import load_latest, oldest_snapshot_lsn, write_snapshot
 from rstq.core.store import StoreError, StoreLockedError, keys, open_store, records
 from rstq.core.store import state as stored
 from rstq.core.store.api import PartitionStore, Snapshot
-from rstq.core.store.history import History, SegmentMeta, new_segment_id, write_segment
+from rstq.core.store.history import (
+    History,
+    SegmentMeta,
+    SegmentSink,
+    SegmentWriter,
+    new_segment_id,
+)
 
 log = logging.getLogger(__name__)
 
 MOVE_AFTER_MS = 300_000  # hot completed invocations older than this move, however few
 SEGMENT_ROWS = 4096  # completed invocations in the hot store that make a history segment
 MAX_SEGMENT_ROWS = 65_536
+BUILD_CHUNK = 256  # invocations decoded at a time while a move builds its segment
 DROP_GRACE_MS = 60_000  # a segment goes this long after its last row expired
 SEGMENTS_FILE = "rstq-segments"  # in a checkpoint: the history segments it refers to
 KEEP = 2  # checkpoints (or snapshots) kept: the newest may be damaged, the older one is there
@@ -295,24 +302,40 @@ class StorePersistence:
 
     def build_move(self, move: HistoryMove) -> None:
         """Read the invocations from the move's store snapshot and write the segment file
-        (in a thread: the partition goes on meanwhile)."""
-        invs = []
-        with move.snapshot as view:
-            for inv_id in move.ids:
-                raw = view.get(keys.status_key(inv_id))
-                if raw is None:
-                    continue
-                inv = stored.read_invocation(view, inv_id, raw)
-                if inv.status == COMPLETED:
-                    invs.append(inv)
-                    move.journal_len[inv_id] = len(inv.journal)
-        move.meta = write_segment(self.history.directory, move.segment_id, invs,
-                                  move.created_lsn)
-        for encode in list(self.history.encoders):
+        (in a thread: the partition goes on meanwhile), `BUILD_CHUNK` invocations at a time."""
+        directory, sid = self.history.directory, move.segment_id
+        writer = SegmentWriter(directory, sid, move.created_lsn)
+        sinks: list[SegmentSink] = []
+        for make in list(self.history.encoders):
             try:
-                encode(self.history.directory, move.segment_id, invs)
+                sinks.append(make(directory, sid))
             except Exception:  # noqa: BLE001 - derived files are rebuilt when read
-                log.exception("history segment %s: encoder failed", move.segment_id)
+                log.exception("history segment %s: encoder failed", sid)
+        ids = sorted(move.ids, key=keys.inv_raw)  # the segment's order
+        with move.snapshot as view:
+            for start in range(0, len(ids), BUILD_CHUNK):
+                invs = []
+                for inv_id in ids[start:start + BUILD_CHUNK]:
+                    raw = view.get(keys.status_key(inv_id))
+                    if raw is None:
+                        continue
+                    inv = stored.read_invocation(view, inv_id, raw)
+                    if inv.status == COMPLETED:
+                        invs.append(inv)
+                        move.journal_len[inv_id] = len(inv.journal)
+                writer.add(invs)
+                for sink in list(sinks):
+                    try:
+                        sink.add(invs)
+                    except Exception:  # noqa: BLE001 - as above
+                        log.exception("history segment %s: encoder failed", sid)
+                        sinks.remove(sink)
+        move.meta = writer.finish()
+        for sink in sinks:
+            try:
+                sink.finish()
+            except Exception:  # noqa: BLE001 - as above
+                log.exception("history segment %s: encoder failed", sid)
 
     def commit_move(self, move: HistoryMove, state: PartitionState) -> None:
         """Record the segment and drop the hot rows it replaces, in one store batch (on the

@@ -42,18 +42,44 @@ _EXPIRES = "__expires_at"
 PARTITION_KEY = "partition_key"  # every history store has it
 HISTORY_STORES: tuple[Store, ...] = tuple(s for s in STORES if s.source == Keyed.INVOCATIONS)
 _CTX = RowContext()
+_CHUNK = 256  # invocations turned into rows at a time
 
 
 def file_for(history_dir: Path, segment_id: str, store: Store) -> Path:
     return history_dir / f"{segment_id}.sql-{store.name}.v{FORMAT}.arrow"
 
 
-def encode(history_dir: Path, segment_id: str, invocations: Sequence[Invocation]) -> None:
-    """Write the SQL rows of a segment's invocations, one file per store (the move's
-    thread calls this after writing the segment). Derived data: written without fsync,
-    rebuilt from the segment when missing or unreadable."""
-    for store in HISTORY_STORES:
-        _write(file_for(history_dir, segment_id, store), _batch(store, invocations))
+class SqlSink:
+    """The SQL rows of one segment, one file per store, built chunk by chunk as the move
+    reads the invocations (a `SegmentSink`). Derived data: written without fsync, rebuilt
+    from the segment when missing or unreadable."""
+
+    def __init__(self, history_dir: Path, segment_id: str) -> None:
+        self.history_dir, self.segment_id = history_dir, segment_id
+        self._parts: dict[str, list[pa.RecordBatch]] = {s.name: [] for s in HISTORY_STORES}
+
+    def add(self, invocations: Sequence[Invocation]) -> None:
+        for store in HISTORY_STORES:
+            self._parts[store.name].append(_batch(store, invocations))
+
+    def finish(self) -> None:
+        for store in HISTORY_STORES:
+            _write(file_for(self.history_dir, self.segment_id, store),
+                   _concat(store, self._parts.pop(store.name)))
+
+
+def encode(history_dir: Path, segment_id: str) -> SqlSink:
+    """The encoder the SQL plugin registers with a partition's history."""
+    return SqlSink(history_dir, segment_id)
+
+
+def _concat(store: Store, parts: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if not parts:
+        return _batch(store, [])
+    if len(parts) == 1:
+        return parts[0]
+    batches = pa.Table.from_batches(parts).combine_chunks().to_batches()
+    return batches[0] if batches else parts[0].slice(0, 0)
 
 
 def _batch(store: Store, invocations: Sequence[Invocation]) -> pa.RecordBatch:
@@ -178,8 +204,10 @@ class HistoryNode:
 
     def _rebuild(self) -> pa.RecordBatch:
         seg = self.segment
-        invs = [seg.invocation(i) for i in range(seg.table.num_rows)]
-        batch = _batch(self.store, invs)
+        n = seg.table.num_rows
+        batch = _concat(self.store, [
+            _batch(self.store, [seg.invocation(i) for i in range(a, min(n, a + _CHUNK))])
+            for a in range(0, n, _CHUNK)])
         try:
             _write(self.path, batch)
         except OSError as e:  # read-only, full: serve from memory this time

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 from rstq.core.invocations import expires_at
@@ -130,35 +130,73 @@ class Segment:
         self._ids = None
 
 
+class SegmentSink(Protocol):
+    """Takes a segment's invocations chunk by chunk (in id order), then finishes."""
+
+    def add(self, invocations: Sequence[Invocation]) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+class SegmentWriter:
+    """Writes one segment from chunks of invocations given in raw-id order: each chunk is
+    encoded to Arrow as it comes, so a move holds a chunk of decoded invocations at a time,
+    not the whole segment (Python memory freed in pieces does not return to the system:
+    the peak of a move stays as the floor of the process)."""
+
+    def __init__(self, directory: Path, segment_id: str, created_lsn: int) -> None:
+        self.directory, self.segment_id, self.created_lsn = directory, segment_id, created_lsn
+        self._chunks: list[pa.RecordBatch] = []
+        self._last: bytes = b""
+        self._min_exp: int | None = None
+        self._max_exp: int | None = None
+
+    def add(self, invocations: Sequence[Invocation]) -> None:
+        if not invocations:
+            return
+        raws = [keys.inv_raw(inv.invocation_id) for inv in invocations]
+        if raws != sorted(raws) or raws[0] <= self._last:
+            raise ValueError("segment chunks must come in increasing invocation id order")
+        self._last = raws[-1]
+        exp = [expires_at(inv) for inv in invocations]
+        self._min_exp = min(exp) if self._min_exp is None else min(self._min_exp, *exp)
+        self._max_exp = max(exp) if self._max_exp is None else max(self._max_exp, *exp)
+        self._chunks.append(pa.RecordBatch.from_arrays([
+            pa.array(raws, pa.binary(ID_LEN)),
+            pa.array([inv.invocation_id for inv in invocations], pa.string()),
+            pa.array([inv.completed_at or inv.modified_at for inv in invocations], pa.int64()),
+            pa.array(exp, pa.int64()),
+            pa.array([journal_expires_at(inv) for inv in invocations], pa.int64()),
+            pa.array([records.encode(inv, NO_JOURNAL) for inv in invocations], pa.binary()),
+            pa.array([[records.encode(e) for e in inv.journal] for inv in invocations],
+                     pa.list_(pa.binary())),
+        ], schema=SCHEMA))
+
+    def finish(self) -> SegmentMeta:
+        """Write the file as one record batch (durable on return)."""
+        table = pa.Table.from_batches(self._chunks, schema=SCHEMA).combine_chunks()
+        self._chunks = []
+        rows = table.num_rows
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / f"{self.segment_id}{SUFFIX}"
+        tmp = final.with_name(final.name + ".tmp")
+        with pa.OSFile(str(tmp), "wb") as sink:
+            with pa.ipc.new_file(sink, SCHEMA) as writer:
+                writer.write_table(table, max_chunksize=max(1, rows))
+        del table
+        _fsync_file(tmp)
+        tmp.rename(final)
+        fsync_dir(self.directory)
+        return SegmentMeta(self.segment_id, rows, self._min_exp or 0, self._max_exp or 0,
+                           self.created_lsn, final.stat().st_size)
+
+
 def write_segment(directory: Path, segment_id: str, invocations: Iterable[Invocation],
                   created_lsn: int) -> SegmentMeta:
     """Write the completed `invocations` as segment `segment_id` (durable on return)."""
-    rows = sorted(((keys.inv_raw(inv.invocation_id), inv) for inv in invocations),
-                  key=lambda r: r[0])
-    invs = [inv for _, inv in rows]
-    exp = [expires_at(inv) for inv in invs]
-    table = pa.table({
-        "id": pa.array([r for r, _ in rows], pa.binary(ID_LEN)),
-        "invocation_id": pa.array([inv.invocation_id for inv in invs], pa.string()),
-        "completed_at": pa.array([inv.completed_at or inv.modified_at for inv in invs],
-                                 pa.int64()),
-        "expires_at": pa.array(exp, pa.int64()),
-        "journal_expires_at": pa.array([journal_expires_at(inv) for inv in invs], pa.int64()),
-        "status": pa.array([records.encode(inv, NO_JOURNAL) for inv in invs], pa.binary()),
-        "journal": pa.array([[records.encode(e) for e in inv.journal] for inv in invs],
-                            pa.list_(pa.binary())),
-    }, schema=SCHEMA)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{segment_id}{SUFFIX}"
-    tmp = final.with_name(final.name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink:
-        with pa.ipc.new_file(sink, SCHEMA) as writer:
-            writer.write_table(table, max_chunksize=max(1, len(invs)))
-    _fsync_file(tmp)
-    tmp.rename(final)
-    fsync_dir(directory)
-    return SegmentMeta(segment_id, len(invs), min(exp, default=0), max(exp, default=0),
-                       created_lsn, final.stat().st_size)
+    w = SegmentWriter(directory, segment_id, created_lsn)
+    w.add(sorted(invocations, key=lambda inv: keys.inv_raw(inv.invocation_id)))
+    return w.finish()
 
 
 def _fsync_file(path: Path) -> None:
@@ -177,9 +215,10 @@ class History:
         self.segments: dict[str, Segment] = {}
         self.tombstones: dict[str, set[bytes]] = {}  # segment id -> raw ids no longer valid
         self.version = 0  # bumped whenever the set of segments or tombstones changes
-        # Called with (directory, segment id, invocations) after a segment is written, in the
-        # writing thread: derived files (the SQL plugin's Arrow rows). Failures are logged.
-        self.encoders: list[Callable[[Path, str, list[Invocation]], None]] = []
+        # Called with (directory, segment id) when a segment is written, in the writing
+        # thread: sinks that get the same chunks of invocations and write derived files (the
+        # SQL plugin's Arrow rows). Failures are logged; derived files are rebuilt if missing.
+        self.encoders: list[Callable[[Path, str], SegmentSink]] = []
 
     def load(self, view: ReadView) -> None:
         """The manifest and tombstones as a store holds them."""

@@ -225,3 +225,41 @@ def test_a_store_of_the_previous_format_reads_back(tmp_path: Path) -> None:
             store.put(keys.journal_key(i, n), records.encode(e))
         got = stored.StoreBacking(store, History(tmp_path / "h")).load(i)
     assert got is not None and got[0] == inv and got[1] == 2
+
+
+def test_a_move_builds_its_segment_chunk_by_chunk(tmp_path: Path, monkeypatch) -> None:
+    # A large move (after downtime, up to MAX_SEGMENT_ROWS) must not decode all of its
+    # invocations at once: chunks of BUILD_CHUNK, written as one sorted file all the same.
+    import rstq.core.persistence as persistence
+    from rstq.core.store.history import SegmentWriter
+
+    monkeypatch.setattr(persistence, "BUILD_CHUNK", 3)
+    chunks: list[int] = []
+    real_add = SegmentWriter.add
+
+    def add(self: SegmentWriter, invs: list) -> None:  # type: ignore[type-arg]
+        chunks.append(len(invs))
+        real_add(self, invs)
+
+    monkeypatch.setattr(SegmentWriter, "add", add)
+    r = Run(tmp_path, segment_rows=8, cache_size=0)
+    ids = r.complete(8)
+    sid = r.move()
+    assert chunks == [3, 3, 2]
+    seg = r.p.history.segments[sid]
+    raws = [bytes(x) for x in seg.table.column("id").to_pylist()]
+    assert raws == sorted(raws) and len(raws) == 8
+    r.same(ids)
+
+
+def test_segment_chunks_must_come_in_id_order(tmp_path: Path) -> None:
+    import pytest
+    from rstq.core.store.history import SegmentWriter
+
+    r = Run(tmp_path, segment_rows=8, cache_size=8)
+    ids = sorted(r.complete(2), key=keys.inv_raw)
+    invs = [r.state.invocations.get(i) for i in ids]
+    w = SegmentWriter(tmp_path / "h", "s1", 1)
+    w.add([invs[1]])
+    with pytest.raises(ValueError):
+        w.add([invs[0]])
